@@ -1,0 +1,1 @@
+"""Device drivers: pure decoders (SunSpec, register profiles, TIC, P1) and thin I/O around them."""
