@@ -19,7 +19,7 @@ const DEPLOYED = ['CommunityLedger', 'NaiveToken']
 const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: 'cancun',
-  viaIR: false,
+  viaIR: true,
   metadata: { bytecodeHash: 'none', appendCBOR: false },
   outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
 }

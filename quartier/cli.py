@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "firmware_sim.cli",  # sim sunspec/tic/p1
     "gateway.cli",  # gateway run/status/setup
     "community.cli",  # members, gateways, ingest, intervals
+    "community.ca_cli",  # ca init/issue-gateway/issue-server/revoke
     "community.chain.cli",  # chain deploy/...
     "community.settlement.cli",  # allocate, settle, balances, statement, certificate
     "community.app.cli",  # app serve

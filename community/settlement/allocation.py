@@ -85,9 +85,7 @@ class Allocation:
         return {
             "interval": self.interval,
             "key": self.key,
-            "allocations": [
-                {"from": f.producer, "to": f.consumer, "wh": f.wh} for f in self.flows
-            ],
+            "allocations": [{"from": f.producer, "to": f.consumer, "wh": f.wh} for f in self.flows],
             "to_grid": dict(sorted(self.to_grid.items())),
             "from_grid": dict(sorted(self.from_grid.items())),
             "self_consumed": dict(sorted(self.self_consumed.items())),
@@ -235,7 +233,9 @@ def waterfill(total: int, demand: Mapping[str, int], weights: Mapping[str, int])
     return given
 
 
-def split_flows(given: Mapping[str, int], received: Mapping[str, int]) -> dict[tuple[str, str], int]:
+def split_flows(
+    given: Mapping[str, int], received: Mapping[str, int]
+) -> dict[tuple[str, str], int]:
     """Who gave to whom: cell (p, c) is `given[p] * received[c] / total`, rounded so that
     every row sums to `given[p]` and every column to `received[c]` exactly.
 
@@ -340,7 +340,11 @@ def totals(allocations: Iterable[Allocation]) -> dict[str, dict[str, int]]:
     for a in allocations:
         for name in ("given", "received", "to_grid", "from_grid", "self_consumed"):
             for member, wh in getattr(a, name).items():
-                row = out.setdefault(member, dict.fromkeys(
-                    ("given", "received", "to_grid", "from_grid", "self_consumed"), 0))
+                row = out.setdefault(
+                    member,
+                    dict.fromkeys(
+                        ("given", "received", "to_grid", "from_grid", "self_consumed"), 0
+                    ),
+                )
                 row[name] += wh
     return out

@@ -11,9 +11,12 @@ KWH movements (1 unit = 1 Wh):
   from the community fund account, which sells it to the grid.
 - ``donation``: standing orders, executed after the energy movements, donor -> beneficiary.
   A share order gives `share_bp / 10000` of the donor's credited export of the period,
-  rounded down; a fixed order gives `wh` per period. Orders never give more than the
-  donor's remaining credits of the period (they are a gift of energy produced, not a
-  way to push a donor below its floor); a donor's orders run in the order given.
+  rounded down; a fixed order gives `wh` per period. A donation is a gift of energy
+  produced to pay for energy consumed: it never exceeds what the donor's export credited
+  it this period (less its earlier orders), nor what the beneficiary received from local
+  producers this period (less earlier donations to it). So no net credit or debit ever
+  exceeds what the member's own meters signed, which the ledger contract enforces.
+  Orders run in the order given.
 - ``demurrage``: per unit, `rate_ppm` parts per million of each positive opening balance
   per period, rounded down (in the member's favour), to the fund. The fund pays none.
 """
@@ -133,15 +136,19 @@ def net_period(
         raise NettingError("allocations given and received do not match")
 
     remaining = {m: e.exported for m, e in energy.items()}
+    uncovered = {m: e.received for m, e in energy.items()}
     for order in orders:
         if order.donor not in energy:
             raise NettingError(f"order {order.donor}->{order.beneficiary}: unknown donor")
+        if order.beneficiary not in energy:
+            raise NettingError(f"order {order.donor}->{order.beneficiary}: unknown beneficiary")
         if order.beneficiary == fund:
             raise NettingError("donations to the fund are ordinary transfers, not orders")
         want = order.wh or energy[order.donor].exported * order.share_bp // 10_000
-        wh = min(want, remaining[order.donor])
+        wh = min(want, remaining[order.donor], uncovered[order.beneficiary])
         if wh > 0:
             remaining[order.donor] -= wh
+            uncovered[order.beneficiary] -= wh
             moves.append(Movement(order.donor, KWH, -wh, "donation", order.beneficiary))
             moves.append(Movement(order.beneficiary, KWH, wh, "donation", order.donor))
 

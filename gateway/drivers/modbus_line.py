@@ -8,10 +8,11 @@ counts (timeout, exception, connection).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from gateway.drivers.base import DeviceError
@@ -63,7 +64,7 @@ class LineStats:
 class ModbusLine:
     """A pymodbus sync client behind a lock. Thread-safe; reconnects with backoff."""
 
-    _registry: dict[Endpoint, ModbusLine] = {}
+    _registry: ClassVar[dict[Endpoint, ModbusLine]] = {}
     _registry_lock = threading.Lock()
 
     def __init__(self, endpoint: Endpoint, timeout_s: float = 2.0) -> None:
@@ -123,10 +124,9 @@ class ModbusLine:
 
     def _close(self) -> None:
         if self._client is not None:
-            try:
+            # closing a broken socket must not hide the real error
+            with contextlib.suppress(Exception):
                 self._client.close()
-            except Exception:  # closing a broken socket must not hide the real error
-                pass
         self._client = None
         self._connected = False
 
@@ -154,6 +154,10 @@ class ModbusLine:
 
     def read_holding(self, address: int, count: int, unit: int) -> list[int]:
         """One read holding registers request (function 3)."""
+        return self.read_registers("holding", address, count, unit)
+
+    def read_registers(self, table: str, address: int, count: int, unit: int) -> list[int]:
+        """One read request: table "holding" (function 3) or "input" (function 4)."""
         from pymodbus.exceptions import ConnectionException, ModbusIOException
 
         with self.lock:
@@ -164,7 +168,10 @@ class ModbusLine:
                     time.sleep(wait)
             start = time.monotonic()
             try:
-                rr = self._client.read_holding_registers(address, count=count, device_id=unit)
+                if table == "input":
+                    rr = self._client.read_input_registers(address, count=count, device_id=unit)
+                else:
+                    rr = self._client.read_holding_registers(address, count=count, device_id=unit)
             except ModbusIOException as exc:
                 self._count("timeout")
                 # a late answer would be taken for the next request's: start afresh
@@ -177,7 +184,9 @@ class ModbusLine:
             except ConnectionException as exc:
                 self._count("connection")
                 self._close()
-                raise DeviceError(f"{self.endpoint}: connection lost ({exc})", kind="connection") from None
+                raise DeviceError(
+                    f"{self.endpoint}: connection lost ({exc})", kind="connection"
+                ) from None
             finally:
                 end = time.monotonic()
                 self._last_frame_end = end

@@ -118,7 +118,9 @@ def decode_telegram(raw: bytes) -> P1Telegram:
         match = _LINE.match(line)
         if match:
             obis = match.group(1).decode("ascii")
-            values = tuple(v.decode("ascii", "replace") for v in re.findall(rb"\(([^()]*)\)", match.group(2)))
+            values = tuple(
+                v.decode("ascii", "replace") for v in re.findall(rb"\(([^()]*)\)", match.group(2))
+            )
             objects[obis] = values
             last = obis
         elif line.startswith(b"(") and last is not None:

@@ -7,6 +7,7 @@ opens the port in the middle of a frame resynchronises on the next one.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,12 @@ _READ_SLICE_S = 0.05
 
 class LineSettings:
     def __init__(self, baudrate: int, bytesize: int, parity: str, stopbits: int = 1) -> None:
-        self.baudrate, self.bytesize, self.parity, self.stopbits = baudrate, bytesize, parity, stopbits
+        self.baudrate, self.bytesize, self.parity, self.stopbits = (
+            baudrate,
+            bytesize,
+            parity,
+            stopbits,
+        )
 
     def __repr__(self) -> str:
         return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
@@ -100,10 +106,8 @@ class FrameReader:
 
     def close(self) -> None:
         if self.serial is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.serial.close()
-            except OSError:
-                pass
         self.serial = None
         self.buffer = b""
 
@@ -112,7 +116,11 @@ class TicDevice:
     """A Linky (or older electronic meter) TIC output. Implements `Device`."""
 
     def __init__(
-        self, name: str, port: str, mode: str = "historique", baudrate: int | None = None,
+        self,
+        name: str,
+        port: str,
+        mode: str = "historique",
+        baudrate: int | None = None,
         timeout_s: float = 3.0,
     ) -> None:
         if mode not in tic.BAUDRATE:
@@ -136,7 +144,11 @@ class P1Device:
     """A DSMR P1 port. Implements `Device`."""
 
     def __init__(
-        self, name: str, port: str, version: str = "5", baudrate: int | None = None,
+        self,
+        name: str,
+        port: str,
+        version: str = "5",
+        baudrate: int | None = None,
         timeout_s: float = 12.0,
     ) -> None:
         self.name = name

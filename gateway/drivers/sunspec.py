@@ -136,7 +136,11 @@ for _mid in METER_FLOAT:
     POINTS[_mid] = _METER_FLOAT_POINTS
 
 # Lengths (L) from the specification, to recognise a model that lies about its length.
-LENGTHS: dict[int, int] = {1: 66, **{m: 50 for m in INVERTER_INT}, **{m: 60 for m in INVERTER_FLOAT}}
+LENGTHS: dict[int, int] = {
+    1: 66,
+    **{m: 50 for m in INVERTER_INT},
+    **{m: 60 for m in INVERTER_FLOAT},
+}
 LENGTHS.update({m: 105 for m in METER_INT})
 LENGTHS.update({m: 124 for m in METER_FLOAT})
 
@@ -218,9 +222,7 @@ def _scaled(value: float | int, sf: int, exponent: int) -> int:
 def decode_points(model_id: int, regs: Sequence[int]) -> dict[str, int | float]:
     """Raw point values (scale factors not applied) of a model block from its ID register."""
     if not regs or regs[0] != model_id:
-        raise SunSpecError(
-            f"SunSpec model {model_id} expected, got ID {regs[0] if regs else None}"
-        )
+        raise SunSpecError(f"SunSpec model {model_id} expected, got ID {regs[0] if regs else None}")
     table = POINTS.get(model_id)
     if table is None:
         raise SunSpecError(f"SunSpec model {model_id} is not supported")
@@ -232,7 +234,9 @@ def decode_points(model_id: int, regs: Sequence[int]) -> dict[str, int | float]:
     return out
 
 
-def _get(points: dict[str, int | float], name: str, sf_name: str | None, exponent: int) -> int | None:
+def _get(
+    points: dict[str, int | float], name: str, sf_name: str | None, exponent: int
+) -> int | None:
     value = points.get(name)
     if value is None:
         return None
@@ -290,9 +294,7 @@ def to_measurement(
     st = vals.pop("st", None)
     if st in (ST_OFF, ST_SLEEPING):
         flags = ("asleep",)
-    return Measurement(
-        values=vals, meter_id=identity.serial if identity else None, flags=flags
-    )
+    return Measurement(values=vals, meter_id=identity.serial if identity else None, flags=flags)
 
 
 def read_plan(model: ModelRef) -> list[tuple[int, int]]:

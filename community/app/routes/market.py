@@ -1,0 +1,193 @@
+"""Market: offers of energy, hours and goods; buying at the community rate in any unit;
+confirming a service or a delivery; history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from community.app import services
+from community.app.fmt import to_base
+from community.app.sessions import Account
+from community.app.web import Ctx, get_ctx, parse_number, render, require_member
+
+router = APIRouter()
+api = APIRouter(prefix="/api", tags=["market"])
+
+
+def _page(ctx: Ctx, account: Account, status_code: int = 200, **extra: object) -> HTMLResponse:
+    assert account.member_id
+    with ctx.engine().connect() as conn:
+        return render(ctx, "pages/market.html", "market", status_code=status_code,
+                      offers=services.offers(conn), trades=services.trades_of(conn, account.member_id),
+                      units=services.units(conn), names=services.members(conn), **extra)
+
+
+@router.get("/market", response_class=HTMLResponse, include_in_schema=False)
+def market_page(done: str | None = None, ctx: Ctx = Depends(get_ctx),
+                account: Account = Depends(require_member)) -> HTMLResponse:
+    notice = {"published": ctx.t("market.published"), "taken": ctx.t("market.taken"),
+              "confirmed": ctx.t("market.confirmed")}.get(done or "")
+    return _page(ctx, account, notice=notice)
+
+
+def _form_error(ctx: Ctx, account: Account, exc: services.ServiceError) -> HTMLResponse:
+    from community.app.web import error_text
+
+    return _page(ctx, account, status_code=400, error=error_text(ctx, exc.code, exc.field, exc.params))
+
+
+@router.post("/market/offers", include_in_schema=False)
+def offer_submit(kind: str = Form(""), description: str = Form(""), quantity: str = Form(""),
+                 ctx: Ctx = Depends(get_ctx), account: Account = Depends(require_member)) -> Response:
+    assert account.member_id
+    try:
+        unit = services.KINDS.get(kind, "KWH")
+        amount = to_base(unit, parse_number(quantity, "quantity"))
+        with ctx.engine().begin() as conn:
+            services.create_offer(conn, account.member_id, kind, description, amount, ctx.now())
+    except services.ServiceError as exc:
+        return _form_error(ctx, account, exc)
+    return RedirectResponse("/market?done=published", status_code=303)
+
+
+@router.post("/market/offers/{offer_id}/take", include_in_schema=False)
+def take_submit(offer_id: int, quantity: str = Form(""), pay_unit: str = Form(""),
+                ctx: Ctx = Depends(get_ctx), account: Account = Depends(require_member)) -> Response:
+    assert account.member_id
+    try:
+        with ctx.engine().begin() as conn:
+            offer = next((o for o in services.offers(conn, open_only=False) if o["id"] == offer_id), None)
+            if offer is None:
+                raise services.ServiceError("err.offer", "offer")
+            amount = to_base(str(offer["unit"]), parse_number(quantity, "quantity"))
+            result = services.take_offer(conn, account.member_id, offer_id, amount, pay_unit, ctx.now())
+    except services.ServiceError as exc:
+        return _form_error(ctx, account, exc)
+    if result["status"] == "settled":
+        from community.app.fmt import Formatter
+
+        f = Formatter(ctx.lang)
+        return _page(ctx, account, notice=ctx.t(
+            "market.bought", kwh=f.num(int(result["quantity"]) / 1000, 3),  # type: ignore[call-overload]
+            amount=f.amount(str(result["pay_unit"]), int(result["pay_amount"])).rsplit("\u00a0", 1)[0],  # type: ignore[call-overload]
+            unit=f.unit(str(result["pay_unit"]))))
+    return RedirectResponse("/market?done=taken", status_code=303)
+
+
+@router.post("/market/trades/{trade_id}/confirm", include_in_schema=False)
+def confirm_submit(trade_id: int, ctx: Ctx = Depends(get_ctx),
+                   account: Account = Depends(require_member)) -> Response:
+    assert account.member_id
+    try:
+        with ctx.engine().begin() as conn:
+            services.confirm_trade(conn, account.member_id, trade_id, ctx.now())
+    except services.ServiceError as exc:
+        return _form_error(ctx, account, exc)
+    return RedirectResponse("/market?done=confirmed", status_code=303)
+
+
+# --- API -----------------------------------------------------------------------------------
+
+
+class OfferOut(BaseModel):
+    id: int
+    member_id: str
+    kind: str
+    description: str
+    unit: str
+    quantity: int
+    status: str
+    created_at: int
+
+
+class OfferIn(BaseModel):
+    kind: str = Field(description="energy | hours | goods")
+    description: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(gt=0, description="base units: Wh, 0.01 h or g")
+
+
+class TakeIn(BaseModel):
+    quantity: int = Field(gt=0, description="base units of the offer's unit")
+    pay_unit: str = Field(description="KWH, HOUR or KG: paid at the community's reference rate")
+
+
+class TradeOut(BaseModel):
+    id: int
+    offer_id: int | None
+    buyer: str
+    seller: str
+    unit: str
+    quantity: int
+    pay_unit: str
+    pay_amount: int
+    description: str
+    status: str
+    created_at: int
+    confirmed_at: int | None
+
+
+class QuoteOut(BaseModel):
+    unit: str
+    quantity: int
+    pay_unit: str
+    pay_amount: int
+
+
+@api.get("/offers", response_model=list[OfferOut], summary="Open offers of energy, hours and goods")
+def api_offers(ctx: Ctx = Depends(get_ctx), account: Account = Depends(require_member)) -> list[OfferOut]:
+    with ctx.engine().connect() as conn:
+        return [OfferOut(**o) for o in services.offers(conn)]  # type: ignore[arg-type]
+
+
+@api.post("/offers", response_model=OfferOut, status_code=201, summary="Publish an offer")
+def api_create_offer(body: OfferIn, ctx: Ctx = Depends(get_ctx),
+                     account: Account = Depends(require_member)) -> OfferOut:
+    assert account.member_id
+    with ctx.engine().begin() as conn:
+        oid = services.create_offer(conn, account.member_id, body.kind, body.description,
+                                    body.quantity, ctx.now())
+        return OfferOut(**next(o for o in services.offers(conn) if o["id"] == oid))  # type: ignore[arg-type]
+
+
+@api.get("/offers/{offer_id}/quote", response_model=QuoteOut,
+         summary="What taking (part of) an offer costs in a unit, at the community rate")
+def api_quote(offer_id: int, quantity: int, pay_unit: str, ctx: Ctx = Depends(get_ctx),
+              account: Account = Depends(require_member)) -> QuoteOut:
+    with ctx.engine().connect() as conn:
+        offer = next((o for o in services.offers(conn) if o["id"] == offer_id), None)
+        us = services.units(conn)
+        if offer is None:
+            raise services.ServiceError("err.offer", "offer")
+        if pay_unit not in us:
+            raise services.ServiceError("err.choice", "pay_unit", choices=", ".join(us))
+        unit = str(offer["unit"])
+        return QuoteOut(unit=unit, quantity=quantity, pay_unit=pay_unit,
+                        pay_amount=services.price_in(quantity, us[unit], us[pay_unit]))
+
+
+@api.post("/offers/{offer_id}/take", response_model=TradeOut,
+          summary="Take an offer: energy settles at once (two legs); hours and goods await confirmation")
+def api_take(offer_id: int, body: TakeIn, ctx: Ctx = Depends(get_ctx),
+             account: Account = Depends(require_member)) -> TradeOut:
+    assert account.member_id
+    with ctx.engine().begin() as conn:
+        return TradeOut(**services.take_offer(conn, account.member_id, offer_id, body.quantity,  # type: ignore[arg-type]
+                                              body.pay_unit, ctx.now()))
+
+
+@api.post("/trades/{trade_id}/confirm", response_model=TradeOut,
+          summary="Confirm a service received or a delivery: pays the provider")
+def api_confirm(trade_id: int, ctx: Ctx = Depends(get_ctx),
+                account: Account = Depends(require_member)) -> TradeOut:
+    assert account.member_id
+    with ctx.engine().begin() as conn:
+        return TradeOut(**services.confirm_trade(conn, account.member_id, trade_id, ctx.now()))  # type: ignore[arg-type]
+
+
+@api.get("/trades", response_model=list[TradeOut], summary="My trades, as buyer or seller")
+def api_trades(ctx: Ctx = Depends(get_ctx), account: Account = Depends(require_member)) -> list[TradeOut]:
+    assert account.member_id
+    with ctx.engine().connect() as conn:
+        return [TradeOut(**tr) for tr in services.trades_of(conn, account.member_id)]  # type: ignore[arg-type]

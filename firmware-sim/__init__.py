@@ -1,0 +1,1 @@
+"""Simulated inverters and meters that are real protocol peers (Modbus, TIC, P1)."""

@@ -1,0 +1,148 @@
+"""MQTT publisher (paho-mqtt 2): QoS 1, persistent session, retained status, last will.
+
+Thin on purpose: the writer thread decides what to publish and when (see
+`gateway.runtime`); this module only talks to the broker and reports PUBACKs.
+
+- Stable client id (`quartier-<address>` unless configured) with clean_session=False, so
+  the broker keeps the session across reconnects; paho itself keeps unacknowledged QoS 1
+  messages and re-sends them, in order, after a reconnect.
+- `quartier/<community>/<address>/status` is retained: "online" on every connect,
+  "offline" as the last will and on a clean stop.
+- Reconnects forever with exponential backoff (paho's reconnect_delay_set).
+- PUBACKs are collected as message ids in a deque; the writer thread takes them. The
+  network thread does nothing else, so a slow disk never stalls the MQTT keepalive.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import ssl
+import threading
+import time
+from typing import Any
+
+from gateway.config import MqttConfig
+
+log = logging.getLogger("quartier.gateway.mqtt")
+
+STATUS_ONLINE = b"online"
+STATUS_OFFLINE = b"offline"
+
+
+def topic_base(community: str, address: str) -> str:
+    return f"quartier/{community}/{address}"
+
+
+class Publisher:
+    def __init__(self, cfg: MqttConfig, community: str, address: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.cfg = cfg
+        base = topic_base(community, address)
+        self.reading_topic = f"{base}/reading"
+        self.claim_topic = f"{base}/claim"
+        self.status_topic = f"{base}/status"
+        self.client_id = cfg.client_id or f"quartier-{address}"
+        self.acks: collections.deque[int] = collections.deque()
+        self.connected = threading.Event()
+        self.connects = 0
+        self.disconnects = 0
+        self.last_error: str | None = None
+        self.last_change = time.time()
+        self._wake: threading.Event | None = None
+
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
+        c.max_inflight_messages_set(cfg.max_inflight)
+        # Our own bound on what is handed to paho (runtime.MAX_HANDED) keeps its queue small.
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(min_delay=max(1, int(cfg.reconnect_min_s)),
+                              max_delay=max(1, int(cfg.reconnect_max_s)))
+        c.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls:
+            ctx = ssl.create_default_context(
+                cafile=str(cfg.ca) if cfg.ca else None)
+            if cfg.cert is not None and cfg.key is not None:
+                ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
+            c.tls_set_context(ctx)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        self.client = c
+
+    def set_wake(self, event: threading.Event) -> None:
+        """An event set on every PUBACK and (re)connect, to wake the writer thread."""
+        self._wake = event
+
+    # --- paho callbacks (network thread) --------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.warning("event=mqtt_refused broker=%s:%d reason=%r",
+                        self.cfg.host, self.cfg.port, str(reason))
+            return
+        self.connects += 1
+        self.last_change = time.time()
+        self.last_error = None
+        client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+        self.connected.set()
+        log.info("event=mqtt_connected broker=%s:%d session_present=%s",
+                 self.cfg.host, self.cfg.port, bool(flags.session_present))
+        if self._wake is not None:
+            self._wake.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self.connected.is_set():
+            self.disconnects += 1
+            self.last_change = time.time()
+            log.log(logging.WARNING if reason.is_failure else logging.INFO,"event=mqtt_disconnected broker=%s:%d reason=%r",
+                        self.cfg.host, self.cfg.port, str(reason))
+        self.connected.clear()
+        if reason.is_failure:
+            self.last_error = str(reason)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        self.acks.append(mid)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}"
+
+    # --- used by the runtime ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive_s))
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Queue a QoS 1 message; returns its message id (PUBACK comes as that id)."""
+        return int(self.client.publish(topic, payload, qos=1).mid)
+
+    def take_acks(self) -> list[int]:
+        acks = self.acks
+        out = []
+        while acks:
+            out.append(acks.popleft())
+        return out
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Publish the retained "offline" status (a clean stop leaves no will), disconnect."""
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,98 @@
+"""Real peers for the driver tests: pymodbus servers and simulator processes on a pty."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURES = REPO / "tests" / "fixtures" / "captures"
+QUARTIER = str(Path(sys.executable).with_name("quartier"))
+IMAGE_SERVER = Path(__file__).with_name("sunspec_image_server.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def image_server() -> Iterator[Callable[[str], int]]:
+    """Serve a register map laid out by pysunspec2 (an independent implementation)."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def run(layout: str) -> int:
+        port = free_port()
+        procs.append(start([sys.executable, str(IMAGE_SERVER), str(port), layout]))
+        wait_port(port)
+        return port
+
+    yield run
+    for p in procs:
+        stop(p)
+
+
+@pytest.fixture
+def sim_pty() -> Iterator[Callable[..., str]]:
+    """Start `quartier sim tic|p1 --pty …` and return the pty path it prints first."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def run(*args: str) -> str:
+        proc = start([QUARTIER, "sim", *args])
+        procs.append(proc)
+        assert proc.stdout is not None
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/"), (path, proc.stderr.read() if proc.stderr else "")
+        return path
+
+    yield run
+    for p in procs:
+        stop(p)
+
+
+@pytest.fixture
+def sunspec_sim() -> Iterator[Callable[..., int]]:
+    """Start `quartier sim sunspec …` on a free port."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def run(*args: str) -> int:
+        port = free_port()
+        procs.append(start([QUARTIER, "sim", "sunspec", "--host", "127.0.0.1", "--port", str(port), *args]))
+        wait_port(port)
+        return port
+
+    yield run
+    for p in procs:
+        stop(p)
