@@ -143,9 +143,12 @@ def sunspec(
         faults=faults,  # type: ignore[arg-type]
     )
     state = SunSpecSim(plant, SimClock(speed=speed, start=_start(start)), unit, faults, seed)  # type: ignore[arg-type]
-    print(f"sunspec {device} on {host}:{port} unit {unit}", flush=True)
+    def ready() -> None:
+        # printed once listening, so that a caller can wait for this line, not poll the port
+        print(f"sunspec {device} listening on {host}:{port} unit {unit}", flush=True)
+
     try:
-        asyncio.run(serve_tcp(state, host, port))
+        asyncio.run(serve_tcp(state, host, port, ready))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

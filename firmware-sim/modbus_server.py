@@ -9,9 +9,9 @@ simulate: a single-client device, silence at night, dropped or corrupted answers
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,12 +170,12 @@ class SimTcpServer(ModbusTcpServer):
 
 
 async def serve_tcp(
-    sim: SunSpecSim, host: str, port: int, ready: asyncio.Event | None = None
+    sim: SunSpecSim, host: str, port: int, on_ready: Callable[[], None] | None = None
 ) -> None:
     server = SimTcpServer(sim, host, port)
     await server.serve_forever(background=True)
-    if ready is not None:
-        ready.set()
+    if on_ready is not None:
+        on_ready()
     try:
         await server.serving
     finally:

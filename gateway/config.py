@@ -63,7 +63,7 @@ class MqttConfig:
     password: str | None = field(default=None, repr=False)
     client_id: str | None = None  # default: quartier-<gateway address>, stable across restarts
     keepalive_s: float = 30.0
-    max_inflight: int = 100
+    max_inflight: int = 500  # messages published and not yet acknowledged
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
 
@@ -378,7 +378,7 @@ def loads(text: str, path: Path) -> GatewayConfig:
         password=password,
         client_id=m.get("client_id", str, None, check=_name),
         keepalive_s=m.duration("keepalive", 30.0),
-        max_inflight=m.get("max_inflight", int, 100, check=_positive_int),
+        max_inflight=m.get("max_inflight", int, 500, check=_positive_int),
         reconnect_min_s=m.duration("reconnect_min", 1.0),
         reconnect_max_s=m.duration("reconnect_max", 60.0),
     )

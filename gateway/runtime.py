@@ -15,7 +15,7 @@ Threads and who owns what:
   loses at most a poll, never a seq.
 - paho's network thread talks to the broker and reports PUBACKs.
 
-At most `MAX_HANDED` messages are handed to paho and unacknowledged at any time; the
+At most `[mqtt] max_inflight` messages are handed to paho and unacknowledged at any time; the
 rest wait in the outbox and are read back from it in seq order as PUBACKs come, so a
 broker away for a weekend costs disk, not memory.
 """
@@ -47,7 +47,6 @@ from gateway.publisher import Publisher
 
 log = logging.getLogger("quartier.gateway")
 
-MAX_HANDED = 1000  # messages handed to paho and not yet acknowledged
 # When readings stream in (many devices, or a backlog), wait this long for more before a
 # commit: one fsync per batch instead of one per reading. Invisible at a reading a second.
 GROUP_COMMIT_LINGER_S = 0.004
@@ -390,7 +389,7 @@ class Gateway:
 
     def _publish(self, rows: list[Row]) -> None:
         pub, inflight = self.publisher, self.inflight
-        room = MAX_HANDED - len(inflight)
+        room = self.cfg.mqtt.max_inflight - len(inflight)
         if room <= 0:
             return
         head_seq = self.outbox.head.seq

@@ -200,6 +200,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "err.offer": "This offer is no longer available.",
         "err.too_long": "{field} must be at most {max} characters.",
         "err.sum100": "The shares must add up to 100 %, they add up to {total} %.",
+        "fund.solidarity": "Energy for neighbours in need",
+        "fund.panels": "More solar panels",
+        "fund.roads": "Roads and paths",
+        "fund.pensions": "Pensions top-up",
+        "fund.member": "Member",
     },
     "fr": {
         "app.tagline": "Le soleil du quartier, partagé",
@@ -389,6 +394,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "err.offer": "Cette offre n'est plus disponible.",
         "err.too_long": "{field} doit faire au plus {max} caractères.",
         "err.sum100": "Les parts doivent faire 100 %, elles font {total} %.",
+        "fund.solidarity": "Énergie pour les voisins en difficulté",
+        "fund.panels": "De nouveaux panneaux solaires",
+        "fund.roads": "Voirie et chemins",
+        "fund.pensions": "Complément de retraites",
+        "fund.member": "Membre",
     },
 }
 

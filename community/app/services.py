@@ -13,21 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
 from community import db as cdb
 from community.app import tables as t
-from community.app.fmt import SCALE, unit_scale
+from community.app.fmt import unit_scale
 from community.settlement.allocation import DEFAULT_KEY, IntervalInput, allocate
-from quartier.intervals import (
-    DEFAULT_STEP_S,
-    ENERGY_REGISTERS,
-    NO_ENERGY_FLAGS,
-    REPLACEMENT_FLAG,
-    Sample,
-    interval_energy,
-)
+from quartier.intervals import DEFAULT_STEP_S
 
 STEP_S = DEFAULT_STEP_S
 DAY_S = 86_400
@@ -39,8 +33,9 @@ PROPOSAL_KINDS = ("rate", "floor", "demurrage", "cap", "other")
 BASIS_POINTS = 10_000
 
 # Reference rates until the community votes others (DESIGN.md: 1 HOUR = 100 KWH,
-# 1 KG = 0.1 HOUR) and default floors (credit limits) per unit.
-DEFAULT_RATES = (("KWH", 1_000, -50_000), ("HOUR", 100_000, -1_000), ("KG", 10_000, -5_000))
+# 1 KG = 0.1 HOUR) and default floors (credit limits) per unit, the same as the ledger's
+# defaults (community.chain.client.DEFAULT_UNITS).
+DEFAULT_RATES = (("KWH", 1_000, -500_000), ("HOUR", 100_000, -2_000), ("KG", 10_000, -50_000))
 
 
 class ServiceError(ValueError):
@@ -136,50 +131,34 @@ def latest_reading_s(conn: sa.Connection) -> int | None:
     return None if ts is None else int(ts) // 1000
 
 
-def _samples(conn: sa.Connection, start_s: int, end_s: int) -> dict[tuple[str, str, str], list[Sample]]:
-    """(member, gateway, device) -> samples, including one reading on each side of the span
-    so boundary values interpolate as the settlement does."""
-    r, g = cdb.readings, cdb.gateways
-    margin_ms = 6 * 3600 * 1000  # readings further out than this cannot change the span
-    q = (sa.select(g.c.member_id, r.c.gw, r.c.dev, r.c.seq, r.c.ts, r.c.e_imp_wh, r.c.e_exp_wh,
-                   r.c.e_prod_wh, r.c.flags, r.c.meter)
-         .select_from(r.join(g, g.c.address == r.c.gw))
-         .where(r.c.ts >= start_s * 1000 - margin_ms, r.c.ts <= end_s * 1000 + margin_ms)
-         .order_by(r.c.gw, r.c.dev, r.c.seq))
-    out: dict[tuple[str, str, str], list[Sample]] = {}
-    meters: dict[tuple[str, str, str], tuple[str | None, int]] = {}
-    for row in conn.execute(q):
-        key = (row.member_id, row.gw, row.dev)
-        flags = set(filter(None, (row.flags or "").split(",")))
-        meter, segment = meters.get(key, (None, 0))
-        if key in meters and (REPLACEMENT_FLAG in flags or (
-                row.meter is not None and meter is not None and row.meter != meter)):
-            segment += 1
-        meters[key] = (row.meter if row.meter is not None else meter, segment)
-        if NO_ENERGY_FLAGS.intersection(flags):
-            continue
-        regs = {name: getattr(row, name) for name in ENERGY_REGISTERS if getattr(row, name) is not None}
-        if regs:
-            out.setdefault(key, []).append(Sample(int(row.ts), regs, segment))
+def _meter_points_by_member(conn: sa.Connection) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in conn.execute(sa.select(cdb.meter_points.c.id, cdb.meter_points.c.member_id)
+                          .order_by(cdb.meter_points.c.id)):
+        out.setdefault(r.member_id, []).append(r.id)
     return out
 
 
 def energy_intervals(conn: sa.Connection, start_s: int, end_s: int,
                      key: str = DEFAULT_KEY) -> dict[str, list[MemberInterval]]:
     """Every member's energy per 15-minute interval of [start_s, end_s), aligned to the
-    interval grid, with the local allocation of each interval."""
+    interval grid (ingest's interval energy of each meter point), with the local
+    allocation of each interval (settlement's reference allocation)."""
+    from community.ingest.store import meter_point_intervals
+
     start_s -= start_s % STEP_S
     end_s += -end_s % STEP_S
     if end_s <= start_s:
         end_s = start_s + STEP_S
     n = (end_s - start_s) // STEP_S
     totals: dict[str, list[list[int]]] = {}
-    for (member, _gw, _dev), samples in _samples(conn, start_s, end_s).items():
+    for member, points in _meter_points_by_member(conn).items():
         acc = totals.setdefault(member, [[0, 0, 0] for _ in range(n)])
-        for k, iv in enumerate(interval_energy(samples, start_s, end_s, STEP_S)):
-            acc[k][0] += iv.produced_wh
-            acc[k][1] += iv.imported_wh
-            acc[k][2] += iv.exported_wh
+        for mp in points:
+            for k, iv in enumerate(meter_point_intervals(conn, mp, start_s, end_s, STEP_S)):
+                acc[k][0] += iv.produced_wh
+                acc[k][1] += iv.imported_wh
+                acc[k][2] += iv.exported_wh
     out: dict[str, list[MemberInterval]] = {m: [] for m in totals}
     for k in range(n):
         start = start_s + k * STEP_S
@@ -321,18 +300,24 @@ def _settlement_tables() -> tuple[sa.Table, sa.Table] | None:
 
 
 def _sums(conn: sa.Connection, account: str, unit: str | None = None) -> dict[str, int]:
-    """Balance per unit: settlement movements plus the app's journal."""
+    """Balance per unit: movements of settled periods plus the app's journal."""
     out: dict[str, int] = {}
-    sources: list[sa.Table] = [t.entries]
+    q = (sa.select(t.entries.c.unit, sa.func.sum(t.entries.c.amount))
+         .where(t.entries.c.account == account).group_by(t.entries.c.unit))
+    if unit is not None:
+        q = q.where(t.entries.c.unit == unit)
+    queries = [q]
     st = _settlement_tables()
     if st is not None:
-        sources.append(st[0])
-    for table in sources:
-        q = (sa.select(table.c.unit, sa.func.sum(table.c.amount))
-             .where(table.c.account == account).group_by(table.c.unit))
+        mv, periods = st
+        q2 = (sa.select(mv.c.unit, sa.func.sum(mv.c.amount))
+              .join(periods, periods.c.period_start == mv.c.period_start)
+              .where(mv.c.account == account, periods.c.status == "settled").group_by(mv.c.unit))
         if unit is not None:
-            q = q.where(table.c.unit == unit)
-        for u, amount in conn.execute(q):
+            q2 = q2.where(mv.c.unit == unit)
+        queries.append(q2)
+    for query in queries:
+        for u, amount in conn.execute(query):
             out[u] = out.get(u, 0) + int(amount or 0)
     return out
 
@@ -361,8 +346,8 @@ def statement(conn: sa.Connection, account: str, limit: int = 500) -> list[dict[
     if st is not None:
         mv, periods = st
         q2 = (sa.select(mv, periods.c.period_end, periods.c.tx_hash, periods.c.status)
-              .select_from(mv.outerjoin(periods, periods.c.period_start == mv.c.period_start))
-              .where(mv.c.account == account)
+              .join(periods, periods.c.period_start == mv.c.period_start)
+              .where(mv.c.account == account, periods.c.status == "settled")
               .order_by(mv.c.period_start.desc(), mv.c.id.desc()).limit(limit))
         for r in conn.execute(q2):
             rows.append({"id": f"s{r.id}", "ts": int(r.period_end or r.period_start), "account": r.account,
@@ -682,64 +667,39 @@ def fund_allocation(conn: sa.Connection) -> tuple[dict[str, float], int]:
 # --- certificates -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Certificate:
-    id: str
-    meter_point: str
-    member_id: str
-    gateway: str
-    start: int
-    end: int
-    wh: int
-    consumers: dict[str, int]
-    technology: str = "solar-pv"
-
-
-def certificates(conn: sa.Connection, meter_point: str | None, start_s: int, end_s: int,
-                 limit: int = 200) -> list[Certificate]:
-    """Hourly production certificates per producing meter point, with who consumed the
-    energy locally (from the interval allocation)."""
+def production_meter_points(conn: sa.Connection) -> list[dict[str, str]]:
+    """Meter points, those with a production gateway first (only they earn certificates,
+    but a consumer's meter point may start producing)."""
     g = cdb.gateways
-    producers = {r.member_id: (r.meter_point, r.address) for r in conn.execute(
-        sa.select(g).where(g.c.role == "production").order_by(g.c.active_from))}
-    if meter_point:
-        producers = {m: v for m, v in producers.items() if v[0] == meter_point}
-    if not producers:
-        return []
-    start_s -= start_s % 3600
-    end_s += -end_s % 3600
-    per_member = energy_intervals(conn, start_s, end_s)
-    flows = _hourly_flows(conn, start_s, end_s)
-    out = []
-    for member, (mp, gw) in sorted(producers.items()):
-        hours: dict[int, int] = {}
-        for iv in per_member.get(member, []):
-            hours[iv.start - iv.start % 3600] = hours.get(iv.start - iv.start % 3600, 0) + iv.produced
-        for hour, wh in sorted(hours.items()):
-            if wh > 0:
-                out.append(Certificate(f"{mp}-{hour}", mp, member, gw, hour, hour + 3600, wh,
-                                       flows.get((member, hour), {})))
-    return out[:limit]
+    producing = {r.meter_point for r in conn.execute(sa.select(g.c.meter_point).where(g.c.role == "production"))}
+    rows = conn.execute(sa.select(cdb.meter_points.c.id, cdb.meter_points.c.member_id)
+                        .order_by(cdb.meter_points.c.id))
+    points = [{"meter_point": r.id, "member_id": r.member_id} for r in rows]
+    return sorted(points, key=lambda p: (p["meter_point"] not in producing, p["meter_point"]))
 
 
-def _hourly_flows(conn: sa.Connection, start_s: int, end_s: int) -> dict[tuple[str, int], dict[str, int]]:
-    """(producer, hour) -> {consumer: Wh} from the per-interval allocation."""
-    r, g = cdb.readings, cdb.gateways
-    del r, g
-    per_member = energy_intervals(conn, start_s, end_s)
-    out: dict[tuple[str, int], dict[str, int]] = {}
-    series = list(zip(*per_member.values(), strict=True)) if per_member else []
-    members_order = list(per_member)
-    for col in series:
-        start = col[0].start
-        producers = {members_order[i]: iv.exported for i, iv in enumerate(col) if iv.exported > 0}
-        consumers = {members_order[i]: iv.imported for i, iv in enumerate(col) if iv.imported > 0}
-        alloc = allocate(IntervalInput(start, producers, consumers), DEFAULT_KEY)
-        hour = start - start % 3600
-        for f in alloc.flows:
-            d = out.setdefault((f.producer, hour), {})
-            d[f.consumer] = d.get(f.consumer, 0) + f.wh
-    return out
+def settled_certificates(conn: sa.Connection, meter_point: str, start_s: int, end_s: int) -> list[dict[str, Any]]:
+    """Hourly certificates of a meter point in settled periods (built by settlement)."""
+    from community.settlement import run
+
+    return run.certificates(conn, meter_point, start_s, end_s)
 
 
-__all__ = ["SCALE"]
+def chain_view(app: Any) -> Any:
+    """The ledger to verify against: the one the app was given, or a read-only client
+    made once from the node URL and ledger address."""
+    settings = app.state.settings
+    if settings.chain is not None:
+        return settings.chain
+    if not (settings.rpc_url and settings.ledger):
+        return None
+    cached = getattr(app.state, "chain", None)
+    if cached is None:
+        from coincurve import PrivateKey
+
+        from community.chain.client import ChainClient
+
+        # A throwaway key: verification only reads; the client wants one to exist.
+        cached = ChainClient(settings.rpc_url, PrivateKey(), ledger=settings.ledger)
+        app.state.chain = cached
+    return cached

@@ -129,3 +129,23 @@ def end_session(conn: sa.Connection, token: str) -> None:
 
 def purge_expired(conn: sa.Connection, *, now: int) -> int:
     return conn.execute(sessions.delete().where(sessions.c.expires_at <= now)).rowcount
+
+
+def ensure_member_accounts(conn: sa.Connection, password: str, *, now: int,
+                           board: tuple[str, ...] = (), operator: str | None = None) -> list[str]:
+    """An account per registry member that has none (user name = member id), members
+    listed in `board` with the board role, and optionally a grid-operator account; for the
+    demo and first installs. Returns the user names created."""
+    from community.db import members
+
+    created = []
+    for row in conn.execute(sa.select(members.c.id, members.c.name).order_by(members.c.id)).all():
+        if account_for_member(conn, row.id) or get_account(conn, row.id):
+            continue
+        role = "board" if row.id in board else "member"
+        create_account(conn, row.id, password, role=role, member_id=row.id, display_name=row.name, now=now)
+        created.append(row.id)
+    if operator and get_account(conn, operator) is None:
+        create_account(conn, operator, password, role="operator", display_name=operator, now=now)
+        created.append(operator)
+    return created

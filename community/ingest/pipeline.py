@@ -180,7 +180,7 @@ class Link:
 
     @property
     def carries_energy(self) -> bool:
-        return not NO_ENERGY_FLAGS.intersection(self.flags)
+        return not self.flags or NO_ENERGY_FLAGS.isdisjoint(self.flags)
 
     @classmethod
     def of(cls, s: rd.SignedReading) -> Link:

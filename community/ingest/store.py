@@ -65,11 +65,15 @@ def _link(row: sa.Row) -> pl.Link:
 
 
 _LINK_SQL = "SELECT seq, dev, hash, prev, e_imp_wh, e_exp_wh, e_prod_wh, flags, meter, gw FROM readings"
-_ENERGY_SQL = ("(e_imp_wh IS NOT NULL OR e_exp_wh IS NOT NULL OR e_prod_wh IS NOT NULL) "
-               "AND flags NOT LIKE '%counter_backwards%' AND flags NOT LIKE '%implausible%'")
 # Gateways per neighbour query: keeps the statement (3 arms per device) far below
 # SQLite's and PostgreSQL's limits on bound parameters.
 _GATEWAYS_PER_QUERY = 100
+
+
+def _ph(conn: Connection, name: str) -> str:
+    """A named placeholder in the driver's own style (statements below bypass SQLAlchemy's
+    compiler: at thousands of readings per second its per-parameter work shows)."""
+    return f"%({name})s" if conn.dialect.paramstyle == "pyformat" else f":{name}"
 
 
 def known_links_many(conn: Connection, by_gw: dict[str, Sequence[rd.SignedReading]]) -> dict[str, list[pl.Link]]:
@@ -80,24 +84,41 @@ def known_links_many(conn: Connection, by_gw: dict[str, Sequence[rd.SignedReadin
     """
     out: dict[str, list[pl.Link]] = {gw: [] for gw in by_gw}
     items = list(by_gw.items())
+    p = lambda name: _ph(conn, name)  # noqa: E731
+    energy = (f"(e_imp_wh IS NOT NULL OR e_exp_wh IS NOT NULL OR e_prod_wh IS NOT NULL) "
+              f"AND flags NOT LIKE {p('nocb')} AND flags NOT LIKE {p('noimp')}")
     for i in range(0, len(items), _GATEWAYS_PER_QUERY):
         arms: list[str] = []
-        params: dict[str, object] = {}
+        params: dict[str, object] = {"nocb": "%counter_backwards%", "noimp": "%implausible%"}
         for j, (gw, cands) in enumerate(items[i:i + _GATEWAYS_PER_QUERY]):
             lo = min(c.reading.seq for c in cands) - 1
             hi = max(c.reading.seq for c in cands) + 1
             params.update({f"g{j}": gw, f"lo{j}": lo, f"hi{j}": hi})
-            arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE gw = :g{j} AND seq BETWEEN :lo{j} AND :hi{j}) AS s{j}")
+            g, lo_p, hi_p = p(f"g{j}"), p(f"lo{j}"), p(f"hi{j}")
+            arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE gw = {g} AND seq BETWEEN {lo_p} AND {hi_p}) AS s{j}")
             for k, dev in enumerate(sorted({c.reading.dev for c in cands})):
                 params[f"d{j}_{k}"] = dev
-                where = f"gw = :g{j} AND dev = :d{j}_{k} AND {_ENERGY_SQL}"
-                arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE {where} AND seq < :lo{j} "
+                where = f"gw = {g} AND dev = {p(f'd{j}_{k}')} AND {energy}"
+                arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE {where} AND seq < {lo_p} "
                             f"ORDER BY seq DESC LIMIT 1) AS b{j}_{k}")
-                arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE {where} AND seq > :hi{j} "
+                arms.append(f"SELECT * FROM ({_LINK_SQL} WHERE {where} AND seq > {hi_p} "
                             f"ORDER BY seq LIMIT 1) AS a{j}_{k}")
-        for row in conn.execute(sa.text(" UNION ALL ".join(arms)), params):
+        for row in conn.exec_driver_sql(" UNION ALL ".join(arms), params):
             out[row.gw].append(_link(row))
     return out
+
+
+_READING_COLS = ("gw", "seq", "dev", "ts", "prev", "hash", "body", "sig", "e_imp_wh", "e_exp_wh",
+                 "e_prod_wh", "p_w", "flags", "meter", "received_at")
+
+
+def _insert_readings(conn: Connection, rows: list[tuple[object, ...]]) -> None:
+    if conn.dialect.name == "sqlite":
+        sql = (f"INSERT INTO readings ({', '.join(_READING_COLS)}) "
+               f"VALUES ({', '.join('?' * len(_READING_COLS))})")
+        conn.exec_driver_sql(sql, rows)
+    else:  # SQLAlchemy's insertmanyvalues batches rows into multi-row INSERTs for PostgreSQL
+        conn.execute(readings.insert(), [dict(zip(_READING_COLS, r, strict=True)) for r in rows])
 
 
 def known_links(conn: Connection, gw: str, candidates: Sequence[rd.SignedReading]) -> list[pl.Link]:
@@ -111,15 +132,13 @@ def _lock_gateways(conn: Connection, gws: Iterable[str]) -> None:
                          {"k": zlib.crc32(gw.encode()) - 2**31})
 
 
-def _reading_row(s: rd.SignedReading, received: int) -> dict[str, object]:
+def _reading_row(s: rd.SignedReading, received: int) -> tuple[object, ...]:
+    """Values in `_READING_COLS` order."""
     r = s.reading
-    return {
-        "gw": r.gw, "seq": r.seq, "dev": r.dev, "ts": r.ts, "prev": r.prev, "hash": s.body_hash,
-        "body": s.body.decode("ascii"), "sig": s.sig,
-        "e_imp_wh": r.m.get("e_imp_wh"), "e_exp_wh": r.m.get("e_exp_wh"),
-        "e_prod_wh": r.m.get("e_prod_wh"), "p_w": r.m.get("p_w"),
-        "flags": ",".join(r.flags), "meter": r.meter, "received_at": received,
-    }
+    m = r.m
+    return (r.gw, r.seq, r.dev, r.ts, r.prev, s.body_hash, s.body.decode("ascii"), s.sig,
+            m.get("e_imp_wh"), m.get("e_exp_wh"), m.get("e_prod_wh"), m.get("p_w"),
+            ",".join(r.flags), r.meter, received)
 
 
 def _quarantine_row(topic: str, payload: bytes, rej: pl.Rejected, received: int) -> dict[str, object]:
@@ -165,7 +184,7 @@ def commit_batch(
                 qrows.append(_quarantine_row(m.topic, m.payload, rej, received))
                 out.rejected.append(rej)
         if rows:
-            conn.execute(readings.insert(), rows)
+            _insert_readings(conn, rows)
         for msg, c in claim_items:
             _store_claim(conn, msg, c, step_s, received, out, qrows)
         if qrows:

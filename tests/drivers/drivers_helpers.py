@@ -89,8 +89,12 @@ def sunspec_sim() -> Iterator[Callable[..., int]]:
 
     def run(*args: str) -> int:
         port = free_port()
-        procs.append(start([QUARTIER, "sim", "sunspec", "--host", "127.0.0.1", "--port", str(port), *args]))
-        wait_port(port)
+        proc = start([QUARTIER, "sim", "sunspec", "--host", "127.0.0.1", "--port", str(port), *args])
+        procs.append(proc)
+        assert proc.stdout is not None
+        # wait for the "listening" line: a probe connection would take the single-client slot
+        line = proc.stdout.readline()
+        assert "listening" in line, (line, proc.stderr.read() if proc.stderr else "")
         return port
 
     yield run

@@ -15,7 +15,7 @@ from pymodbus.server import StartAsyncTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 COMMON = {"Mn": "Fronius", "Md": "Symo 8.2-3-M", "SN": "29384756", "Vr": "3.2.1", "DA": 1}
-LAYOUTS = {
+LAYOUTS: dict[str, tuple[int, list[tuple[int, dict[str, object]]]]] = {
     "fronius-103": (40000, [(1, COMMON), (103, {
         "A": 1234, "A_SF": -2, "W": 5432, "W_SF": 0, "WH": 123456789, "WH_SF": 0,
         "Hz": 5001, "Hz_SF": -2, "PhVphA": 2301, "V_SF": -1, "St": 4})]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from drivers_helpers import CAPTURES
 from hypothesis import given, settings
@@ -86,7 +88,5 @@ def test_encode_decode_round_trip(imp: int, exp: int, p_w: int) -> None:
 @given(st.binary(max_size=400))
 def test_random_bytes_never_crash(data: bytes) -> None:
     for raw in [data, b"/" + data + b"!\r\n", *p1.split_telegrams(data)[0]]:
-        try:
+        with contextlib.suppress(DeviceError):
             p1.decode_telegram(raw).measurement()
-        except DeviceError:
-            pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from drivers_helpers import CAPTURES
 from hypothesis import given, settings
@@ -95,7 +97,5 @@ def test_random_bytes_never_crash(data: bytes) -> None:
     frames, _ = tic.split_frames(data)
     for raw in [data, *frames]:
         frame = tic.decode_frame(raw)
-        try:
+        with contextlib.suppress(DeviceError):
             frame.measurement()
-        except DeviceError:
-            pass

@@ -1,0 +1,100 @@
+"""Board: members and their accounts, meter points, gateway enrolment with status and last
+reading, units, proposals. Board accounts only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
+
+from community.app import services
+from community.app import sessions as sess
+from community.app.web import Ctx, get_ctx, render, require_board
+
+router = APIRouter()
+api = APIRouter(prefix="/api/board", tags=["board"])
+
+
+def _data(ctx: Ctx) -> dict[str, object]:
+    with ctx.engine().connect() as conn:
+        return {"members": services.members(conn), "points": services.meter_points(conn),
+                "gateways": services.gateways_with_status(conn), "units": services.units(conn),
+                "accounts": sess.list_accounts(conn),
+                "proposals": services.proposals(conn, None, ctx.now())}
+
+
+@router.get("/board", response_class=HTMLResponse, include_in_schema=False)
+def board_page(done: str | None = None, ctx: Ctx = Depends(get_ctx),
+               account: sess.Account = Depends(require_board)) -> HTMLResponse:
+    return render(ctx, "pages/board.html", "board", notice="OK" if done else None, **_data(ctx))
+
+
+@router.post("/board/accounts", include_in_schema=False)
+def account_submit(username: str = Form(""), password: str = Form(""), role: str = Form("member"),
+                   member_id: str = Form(""), ctx: Ctx = Depends(get_ctx),
+                   account: sess.Account = Depends(require_board)) -> Response:
+    try:
+        with ctx.engine().begin() as conn:
+            name = services.member_name(conn, member_id) if member_id else None
+            if member_id and name is None:
+                raise services.ServiceError("err.unknown_member", "member", value=member_id)
+            sess.create_account(conn, username.strip(), password, role=role, member_id=member_id or None,
+                                display_name=name or username.strip(), now=ctx.now())
+    except services.ServiceError as exc:
+        from community.app.web import error_text
+
+        return render(ctx, "pages/board.html", "board", status_code=400,
+                      error=error_text(ctx, exc.code, exc.field, exc.params), **_data(ctx))
+    except sess.AccountError as exc:
+        return render(ctx, "pages/board.html", "board", status_code=400, error=str(exc), **_data(ctx))
+    return RedirectResponse("/board?done=account", status_code=303)
+
+
+class MemberOut(BaseModel):
+    id: str
+    name: str
+
+
+class GatewayOut(BaseModel):
+    address: str
+    member_id: str
+    meter_point: str
+    role: str
+    status: str
+    active_from: int
+    active_to: int | None
+    last_reading_ms: int | None
+    readings: int
+
+
+class UnitOut(BaseModel):
+    unit: str
+    wh_per_unit: int
+    floor: int
+
+
+@api.get("/members", response_model=list[MemberOut], summary="Members (board)")
+def api_members(ctx: Ctx = Depends(get_ctx), account: sess.Account = Depends(require_board)) -> list[MemberOut]:
+    with ctx.engine().connect() as conn:
+        return [MemberOut(id=m, name=n) for m, n in services.members(conn).items()]
+
+
+@api.get("/meter-points", summary="Meter points and their members (board)")
+def api_points(ctx: Ctx = Depends(get_ctx), account: sess.Account = Depends(require_board)) -> list[dict[str, object]]:
+    with ctx.engine().connect() as conn:
+        return services.meter_points(conn)
+
+
+@api.get("/gateways", response_model=list[GatewayOut], summary="Gateways with status and last reading (board)")
+def api_gateways(ctx: Ctx = Depends(get_ctx), account: sess.Account = Depends(require_board)) -> list[GatewayOut]:
+    with ctx.engine().connect() as conn:
+        return [GatewayOut(address=g["address"], member_id=g["member_id"], meter_point=g["meter_point"],  # type: ignore[arg-type]
+                           role=g["role"], status=g["status"], active_from=g["active_from"],  # type: ignore[arg-type]
+                           active_to=g["active_to"], last_reading_ms=g["last_ts"], readings=g["readings"])  # type: ignore[arg-type]
+                for g in services.gateways_with_status(conn)]
+
+
+@api.get("/units", response_model=list[UnitOut], summary="Units with reference rates and default floors")
+def api_units(ctx: Ctx = Depends(get_ctx), account: sess.Account = Depends(require_board)) -> list[UnitOut]:
+    with ctx.engine().connect() as conn:
+        return [UnitOut(unit=u.code, wh_per_unit=u.wh_per_unit, floor=u.floor) for u in services.units(conn).values()]
