@@ -22,14 +22,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coincurve import PrivateKey  # noqa: E402
+from coincurve import PrivateKey
 
-from community.chain import artifacts, devnet  # noqa: E402
-from community.chain.client import ChainClient, UnitSpec  # noqa: E402
-from community.chain.intents import Entry, build_batch  # noqa: E402
-from quartier import merkle  # noqa: E402
-from quartier.claim import IntervalValues, PeriodClaim, intervals_root, sign_claim  # noqa: E402
-from quartier.signing import address_of  # noqa: E402
+from community.chain import artifacts, devnet
+from community.chain.client import ChainClient, UnitSpec
+from community.chain.intents import Entry, build_batch
+from quartier import merkle
+from quartier.claim import IntervalValues, PeriodClaim, intervals_root, sign_claim
+from quartier.signing import address_of
 
 MEMBERS = 100
 INTERVALS = 96

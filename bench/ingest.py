@@ -159,6 +159,8 @@ def run(n: int, gateways: int, workers: int, payloads: list[tuple[str, bytes]], 
         with engine.connect() as conn:
             batches = list(conn.execute(sa.select(readings.c.received_at, sa.func.count())
                                         .group_by(readings.c.received_at).order_by(readings.c.received_at)))
+        if os.environ.get("BENCH_DEBUG"):
+            print([tuple(b) for b in batches], file=sys.stderr)
         first, last = batches[0][0], batches[-1][0]
         stored = n - batches[-1][1]  # readings stored before the last batch began
         return stored / ((last - first) / 1000)

@@ -7,6 +7,7 @@ in-process broker only serves the embedded default, on the loopback interface.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -77,10 +78,8 @@ class EmbeddedBroker:
         if self._loop is None or self._broker is None:
             return
         fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
-        try:
+        with contextlib.suppress(Exception):  # shutting down: nothing left to save
             fut.result(10)
-        except Exception:  # shutting down: nothing left to save
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(5)

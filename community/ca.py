@@ -83,7 +83,7 @@ def check_address(address: str) -> str:
     if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
         raise CAError(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
     if not is_checksum_address(address):
-        raise CAError(f"{address} is not EIP-55 checksummed: copy it as `quartier keys show` "
+        raise CAError(f"{address} is not EIP-55 checksummed: copy it as `quartier keys show --key FILE` "
                       "prints it (topics and ACLs compare it exactly)")
     return address
 

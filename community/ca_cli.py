@@ -35,7 +35,7 @@ def init_cmd(
     days: int = typer.Option(3650, "--days", min=1),
 ) -> None:
     """Create the community CA (ca.key, ca.crt, an empty crl.pem); never overwrites."""
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     try:
         ca = CADirectory.init(dir, community, _now(), days)
@@ -56,7 +56,7 @@ def issue_gateway_cmd(
     """Issue a gateway's client certificate (CN = its address) at enrolment."""
     from cryptography import x509
 
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     try:
         request = x509.load_pem_x509_csr(csr.read_bytes()) if csr is not None else None
@@ -76,7 +76,7 @@ def issue_server_cmd(
     days: int = typer.Option(825, "--days", min=1),
 ) -> None:
     """Issue the broker's server certificate."""
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     try:
         bundle = CADirectory(dir).issue_server(host, out, _now(), days)
@@ -95,7 +95,7 @@ def issue_client_cmd(
     days: int = typer.Option(825, "--days", min=1),
 ) -> None:
     """Issue a client certificate for a server-side service (ingest, the web app)."""
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     try:
         bundle = CADirectory(dir).issue_client(name, out, _now(), days)
@@ -112,7 +112,7 @@ def revoke_cmd(
     reason: str = typer.Option("unspecified", "--reason"),
 ) -> None:
     """Revoke every certificate of SUBJECT and rewrite crl.pem (then restart the broker)."""
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     ca = CADirectory(dir)
     try:
@@ -124,8 +124,8 @@ def revoke_cmd(
 
 @ca_app.command("crl")
 def crl_cmd(dir: Path = typer.Option(..., "--dir", help=DIR_HELP)) -> None:
-    """Re-sign crl.pem with a fresh validity (run monthly: OpenSSL refuses a stale CRL)."""
-    from community.ca import CAError, CADirectory
+    """Re-sign crl.pem for another 30 days (quartier-ca-crl.timer does it weekly)."""
+    from community.ca import CADirectory, CAError
 
     try:
         path = CADirectory(dir).refresh_crl(_now())
@@ -139,7 +139,7 @@ def list_cmd(dir: Path = typer.Option(..., "--dir", help=DIR_HELP)) -> None:
     """Every certificate issued, as JSON lines."""
     from dataclasses import asdict
 
-    from community.ca import CAError, CADirectory
+    from community.ca import CADirectory, CAError
 
     try:
         entries = CADirectory(dir).issued()

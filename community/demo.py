@@ -230,7 +230,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
             settle_run.link_account(conn, home.member, account)
         chain.register_member(account)
         chain.register_meter_point(home.meter_point, account)
-        chain.register_gateway(gk.address, account, home.meter_point, active_from=0)
+        chain.register_gateway(gk.address, account, home.meter_point, active_from=period_start_s - 86400)
         runtimes.append(HomeRuntime(home, gk.address, account, hdir / "gateway.toml"))
     say(f"{len(p.homes)} homes enrolled ({len(p.producers)} with panels)")
 
@@ -242,6 +242,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         with _broker(opts.mqtt_url) as mqtt_url:
             ingest_cfg = IngestConfig(community=COMMUNITY, database_url=database_url,
                                       client_id="demo-ingest", mqtt=MqttConfig(url=mqtt_url),
+                                      group="" if opts.mqtt_url is None else "ingest",
                                       live_every_s=1.0, future_tolerance_s=10**9)
             worker = IngestWorker(ingest_cfg, engine)
             worker.connect()
@@ -274,7 +275,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
                     last = done
             # Claims are signed once each period has ended plus a grace time: wait for them.
             expected_claims = len(runtimes) * max(1, (p.hours if claim_period == "hourly" else p.hours // 24))
-            deadline = time.monotonic() + 60 + 30 * 3600 / p.speed
+            deadline = time.monotonic() + 30 + 6 * 3600 / p.speed
             say("day over: waiting for the gateways' signed period claims")
             while time.monotonic() < deadline:
                 with engine.connect() as conn:
@@ -348,13 +349,13 @@ def _start_home(procs: Processes, rt: HomeRuntime, p: DemoPlan, mqtt_url: str, c
         devices.append({"name": "meter", "driver": "sunspec", "url": f"tcp://127.0.0.1:{meter_port}",
                         "unit": 1, "role": "grid"})
     elif home.meter == "p1":
-        proc = procs.start(f"sim-{home.key}-p1", ["sim", "p1", "--version", "5", "--pty",
+        proc = procs.start(f"sim-{home.key}-p1", ["sim", "p1", "--version", "5", "--pty", "--peak-w", "0",
                                                    "--interval", frame_s, *common], stdout_pipe=True)
         devices.append({"name": "p1", "driver": "p1", "port": _first_line(proc, 30, "P1 simulator"),
                         "role": "grid"})
     else:
         mode = "standard" if home.meter == "tic-standard" else "historique"
-        proc = procs.start(f"sim-{home.key}-tic", ["sim", "tic", "--mode", mode, "--pty",
+        proc = procs.start(f"sim-{home.key}-tic", ["sim", "tic", "--mode", mode, "--pty", "--peak-w", "0",
                                                     "--interval", frame_s, *common], stdout_pipe=True)
         devices.append({"name": "linky", "driver": "tic", "port": _first_line(proc, 30, "TIC simulator"),
                         "mode": mode, "role": "grid"})

@@ -14,7 +14,11 @@ sim = typer.Typer(
 
 def _start(value: str | None) -> datetime:
     if not value:
-        return datetime.now(UTC)
+        # Under the demo, simulators and gateways share one simulated clock
+        # (QUARTIER_SIM_CLOCK): start from its "now" so both agree on the time of day.
+        from quartier.clock import from_environment
+
+        return datetime.fromtimestamp(from_environment().now_ms() / 1000, UTC)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -151,8 +155,9 @@ def sunspec(
         asyncio.run(serve_tcp(state, host, port, ready))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        print(f"cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+    except (OSError, RuntimeError) as exc:
+        # pymodbus reports a port already in use as RuntimeError("Could not start listen…")
+        print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
 
 

@@ -9,6 +9,7 @@ written; every other key has a default.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Callable
@@ -193,6 +194,10 @@ class _Table:
         self.used.add(key)
         if key not in self.data:
             if default is ...:
+                typo = difflib.get_close_matches(key, [k for k in self.data if k not in self.used],
+                                                 n=1, cutoff=0.7)
+                if typo:
+                    raise self.fail(typo[0], f"unknown key (did you mean {key!r}?)")
                 raise self.cfg.error(self.cfg.lines.table(self.name, self.index),
                                      f"{self.label}: missing required key {key!r}")
             return default

@@ -172,7 +172,18 @@ class Outbox:
                 db.execute("UPDATE chain SET seq = ?, hash = ? WHERE id = 1", (head.seq, head.hash))
             deleted = 0
             if acked:
-                cur = db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in acked])
+                # PUBACKs come in seq order: delete runs of consecutive seqs at once.
+                acked.sort()
+                runs: list[tuple[int, int]] = []
+                lo = hi = acked[0]
+                for s in acked[1:]:
+                    if s == hi + 1:
+                        hi = s
+                    else:
+                        runs.append((lo, hi))
+                        lo = hi = s
+                runs.append((lo, hi))
+                cur = db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", runs)
                 deleted = cur.rowcount
             depth = self.depth + len(rows) - deleted
             thinned = 0

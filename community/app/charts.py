@@ -55,8 +55,10 @@ def line_chart(series: Sequence[Series], x_labels: Sequence[str], *, title: str,
         every = max(1, (n - 1) // max(1, ticks - 1))
         for i in range(0, n, every):
             if i < len(x_labels):
+                # Labels at the ends align inwards so they are not cut by the frame.
+                anchor = "start" if i == 0 else "end" if i >= n - 1 - every // 2 else "middle"
                 parts.append(f'<text class="axis" x="{x(i):.1f}" y="{height - 8}" '
-                             f'text-anchor="middle">{escape(x_labels[i])}</text>')
+                             f'text-anchor="{anchor}">{escape(x_labels[i])}</text>')
     for s in series:
         if not s.values:
             continue

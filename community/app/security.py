@@ -74,12 +74,17 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 @dataclass
 class LoginThrottle:
-    """At most `max_failures` failed logins per key (account name, client address) in a
-    sliding window of `window_s` seconds. In memory: one app process per community."""
+    """At most `max_failures` failed logins per account name (keys "user:...") and
+    `address_factor` times as many per client address (a household or a café shares one)
+    in a sliding window of `window_s` seconds. In memory: one app process per community."""
 
     max_failures: int
     window_s: float
+    address_factor: int = 4
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _limit(self, key: str) -> int:
+        return self.max_failures if key.startswith("user:") else self.max_failures * self.address_factor
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.setdefault(key, deque())
@@ -92,7 +97,7 @@ class LoginThrottle:
         wait = 0.0
         for key in keys:
             times = self._recent(key, now)
-            if len(times) >= self.max_failures:
+            if len(times) >= self._limit(key):
                 wait = max(wait, times[0] + self.window_s - now)
         return wait
 

@@ -268,8 +268,10 @@ class Unit:
 
 
 def units(conn: sa.Connection) -> dict[str, Unit]:
-    rows = conn.execute(sa.select(t.rates).order_by(t.rates.c.unit))
-    return {r.unit: Unit(r.unit, r.wh_per_unit, r.floor) for r in rows}
+    rows = conn.execute(sa.select(t.rates))
+    order = {code: i for i, (code, _, _) in enumerate(DEFAULT_RATES)}
+    found = sorted(rows, key=lambda r: (order.get(r.unit, len(order)), r.unit))
+    return {r.unit: Unit(r.unit, r.wh_per_unit, r.floor) for r in found}
 
 
 def price_in(quantity: int, unit: Unit, pay: Unit) -> int:

@@ -78,7 +78,7 @@ def deploy(
     community_id = community or cfg.get("community", {}).get("id")
     if not community_id:
         _fail("give the community id: --community ID, or [community] id in --config")
-    units = DEFAULT_UNITS
+    units: tuple[UnitSpec, ...] = DEFAULT_UNITS
     if cfg.get("chain", {}).get("units"):
         try:
             units = tuple(UnitSpec(**u) for u in cfg["chain"]["units"])

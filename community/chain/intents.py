@@ -15,6 +15,7 @@ Signatures go on chain in EIP-2098 compact form (r, yParity << 255 | s).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -170,7 +171,7 @@ def build_batch(
             have.add((metered_unit, member))
             extra.append(Entry(member, metered_unit, 0))
     sorted_entries = sorted([*entries, *extra], key=lambda e: (e.unit, int(e.account, 16)))
-    for a, b in zip(sorted_entries, sorted_entries[1:], strict=False):
+    for a, b in itertools.pairwise(sorted_entries):
         if (a.unit, a.account) == (b.unit, b.account):
             raise IntentError(f"two entries for {a.account} in unit {a.unit}: net them first")
 

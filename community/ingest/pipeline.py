@@ -92,6 +92,8 @@ class Topics:
 
     def subscriptions(self, group: str = "ingest") -> list[str]:
         base = f"quartier/{self.community}/+"
+        if not group:  # one worker on a broker without shared subscriptions (embedded amqtt)
+            return [f"{base}/reading", f"{base}/claim"]
         return [f"$share/{group}/{base}/reading", f"$share/{group}/{base}/claim"]
 
     def live(self) -> str:

@@ -16,11 +16,15 @@ announces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import queue
 import select
 import signal
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +64,13 @@ class IngestWorker:
         self._next_live = 0.0
         self._next_pending = time.monotonic() + PENDING_CLAIMS_EVERY_S
         self.client = self._make_client()
+        self._generation = 0
+        self._abandon = False
+        self._inflight = 0
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._done: queue.Queue[Any] = queue.Queue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
 
     # --- MQTT ---------------------------------------------------------------------------
 
@@ -138,40 +149,92 @@ class IngestWorker:
             log.exception("unexpected error classifying a message on %s", msg.topic)
             return pl.Rejected("internal_error", f"{type(exc).__name__}: {exc}")
 
-    def process(self, batch: list[mqtt.MQTTMessage]) -> store.BatchOutcome:
-        """Classify and commit one batch; ack each message only after the commit."""
-        now = store.now_ms()
+    def verdicts(self, batch: list[mqtt.MQTTMessage], now: int) -> list[tuple[pl.Message, pl.Verdict]]:
         items = []
         for m in batch:
             msg = pl.Message(m.topic, bytes(m.payload), m.mid)
             items.append((msg, self.classify(msg, now)))
+        return items
+
+    def commit(self, items: list[tuple[pl.Message, pl.Verdict]], now: int) -> store.BatchOutcome:
+        """Store one classified batch, retrying as long as the database refuses."""
         delay = 0.1
         while True:
             try:
-                outcome = store.commit_batch(self.engine, items, step_s=self.config.step_s, received=now)
-                break
+                return store.commit_batch(self.engine, items, step_s=self.config.step_s, received=now)
             except Exception:  # the database is down or locked: keep the batch, retry
                 log.exception("could not store a batch of %d messages; retrying in %.1f s", len(items), delay)
+                if self.stopping and self._abandon:
+                    raise
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-                if self.stopping:
-                    raise
-        for m in batch:
-            if m.qos:
-                self.client.ack(m.mid, m.qos)
-        self.client.loop_write()
+
+    def acknowledge(self, batch: list[mqtt.MQTTMessage], generation: int, outcome: store.BatchOutcome) -> None:
+        """Ack a committed batch and count it (main thread: paho is not shared)."""
+        # A message id is only meaningful on the connection it came in on; after a
+        # reconnect the broker sends unacknowledged messages again (stored: duplicates).
+        if generation == self._generation:
+            for m in batch:
+                if m.qos:
+                    self.client.ack(m.mid, m.qos)
+            self.client.loop_write()
         self.totals["accepted"] += len(outcome.accepted)
         self.totals["duplicates"] += outcome.duplicates
         self.totals["quarantined"] += len(outcome.rejected)
         self.totals["batches"] += 1
         for rej in outcome.rejected:
             log.info("quarantined (%s): %s", rej.reason, rej.detail)
+
+    def process(self, batch: list[mqtt.MQTTMessage]) -> store.BatchOutcome:
+        """Classify, commit and ack one batch, in this thread."""
+        now = store.now_ms()
+        outcome = self.commit(self.verdicts(batch, now), now)
+        self._exported(outcome)
+        self.acknowledge(batch, self._generation, outcome)
+        return outcome
+
+    def _exported(self, outcome: store.BatchOutcome) -> None:
         if self.on_commit is not None:
             try:
                 self.on_commit(outcome)
             except Exception:
                 log.exception("export after commit failed (the batch is stored)")
-        return outcome
+
+    # The committer thread stores batch k while the main thread verifies batch k + 1:
+    # SQLite's C code and fsync run without the GIL, so they overlap with verification.
+
+    def _committer(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch, generation, items, now = job
+            try:
+                outcome = self.commit(items, now)
+            except Exception:
+                log.exception("batch of %d messages not stored (left unacknowledged)", len(items))
+                self._done.put(None)
+                os.write(self._wake_w, b"x")
+                continue
+            self._exported(outcome)
+            self._done.put((batch, generation, outcome))
+            os.write(self._wake_w, b"x")
+
+    def _submit(self, batch: list[mqtt.MQTTMessage]) -> None:
+        now = store.now_ms()
+        items = self.verdicts(batch, now)
+        self._inflight += 1
+        self._jobs.put((batch, self._generation, items, now))  # blocks when 2 are queued
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._inflight -= 1
+            if done is not None:
+                self.acknowledge(*done)
 
     def _drain(self) -> None:
         """Read every packet the socket has, up to one batch of messages."""
@@ -215,49 +278,67 @@ class IngestWorker:
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Run until stop() or `until()` is true; reconnects with backoff as long as it takes."""
+        committer = threading.Thread(target=self._committer, name="ingest-commit", daemon=True)
+        committer.start()
         backoff = 0.5
-        while not self.stopping and not (until and until()):
-            if self.client.socket() is None:
-                try:
-                    self.connect()
-                    backoff = 0.5
-                except OSError as exc:
-                    log.warning("cannot reach broker %s (%s); retrying in %.1f s",
-                                self.config.mqtt.url, exc, backoff)
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, RECONNECT_MAX_S)
+        try:
+            while not self.stopping and not (until and until()):
+                if self.client.socket() is None:
+                    try:
+                        self.connect()
+                        self._generation += 1
+                        backoff = 0.5
+                    except OSError as exc:
+                        log.warning("cannot reach broker %s (%s); retrying in %.1f s",
+                                    self.config.mqtt.url, exc, backoff)
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, RECONNECT_MAX_S)
+                        continue
+                sock = self.client.socket()
+                if sock is None:
                     continue
-            sock = self.client.socket()
-            if sock is None:
-                continue
-            wlist = [sock] if self.client.want_write() else []
-            try:
-                r, w, _ = select.select([sock], wlist, [], 0.5)
-            except (OSError, ValueError):
-                r, w = [], []
-            if w:
-                self.client.loop_write()
-            if r:
-                self._drain()
-            if self.inbox:
-                batch, self.inbox = self.inbox, []
-                self.process(batch)
-            self.client.loop_misc()
-            self._periodic()
-        self.close()
+                wlist = [sock] if self.client.want_write() else []
+                try:
+                    rlist: list[Any] = [sock, self._wake_r]
+                    r, w, _ = select.select(rlist, wlist, [], 0.5)
+                except (OSError, ValueError):
+                    r, w = [], []
+                if self._wake_r in r:
+                    os.read(self._wake_r, 4096)
+                    self._collect()
+                if w:
+                    self.client.loop_write()
+                if sock in r:
+                    self._drain()
+                if self.inbox:
+                    batch, self.inbox = self.inbox, []
+                    self._submit(batch)
+                self._collect()
+                self.client.loop_misc()
+                self._periodic()
+            # Let the batches already verified reach the database and their acks the broker.
+            while self._inflight:
+                self._collect()
+                if self._inflight:
+                    select.select([self._wake_r], [], [], 0.5)
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+        finally:
+            self._abandon = True
+            self._jobs.put(None)
+            committer.join(30)
+            self.close()
 
     def stop(self, *_: Any) -> None:
         self.stopping = True
 
     def close(self) -> None:
         self.stopping = True
-        try:
-            if self.inbox:  # received but not stored: leave them unacked, the broker keeps them
-                self.inbox = []
+        # Messages received but not stored stay unacknowledged: the broker keeps them.
+        self.inbox = []
+        with contextlib.suppress(Exception):
             self.client.disconnect()
             self.client.loop_write()
-        except Exception:
-            pass
 
 
 def run_forever(config: IngestConfig, engine: Engine,

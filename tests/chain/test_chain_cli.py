@@ -1,0 +1,38 @@
+"""`quartier chain deploy` against a real anvil."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from community.chain import devnet
+from community.chain.cli import register
+from community.chain.client import ChainClient
+
+
+def test_deploy_prints_the_addresses_and_writes_them(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    node = devnet.start()
+    try:
+        key = tmp_path / "deployer.key"
+        key.write_text(devnet.DEV_KEY + "\n")
+        config = tmp_path / "community.toml"
+        config.write_text('[community]\nid = "rue-des-lilas"\n')
+        out = tmp_path / "chain.json"
+        result = CliRunner().invoke(app, ["chain", "deploy", "--rpc", node.url, "--key", str(key),
+                                          "--config", str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc == json.loads(out.read_text())
+        assert doc["community"] == "rue-des-lilas" and doc["units"] == {"KWH": 0, "HOUR": 1, "KG": 2}
+        client = ChainClient(node.url, devnet.DEV_KEY, ledger=doc["ledger"])
+        assert client.units() == doc["units"]
+
+        bad = CliRunner().invoke(app, ["chain", "deploy", "--rpc", node.url, "--community", "x"])
+        assert bad.exit_code == 1 and "--key FILE is needed" in bad.stderr
+    finally:
+        node.stop()
