@@ -148,12 +148,12 @@ def main() -> None:
                                      "persistence false\nmax_inflight_messages 0\n")
         procs.append(start(["mosquitto", "-c", str(tmp / "mq.conf")], tmp / "mq.log"))
         ports = [free_port() for _ in range(POLLERS)]
-        for p in ports:
+        for port in ports:
             procs.append(start([QUARTIER, "sim", "sunspec", "--host", "127.0.0.1", "--port",
-                                str(p), "--device", "inverter"], tmp / f"sim{p}.log"))
+                                str(port), "--device", "inverter"], tmp / f"sim{port}.log"))
         wait_port(mp)
-        for p in ports:
-            wait_port(p)
+        for port in ports:
+            wait_port(port)
         _, key = write_new(tmp)
         cfg_path = config(tmp, mp, ports, "1s")
         rate, cpu_us, body = full_path(cfg_path, key, READINGS)

@@ -117,7 +117,7 @@ def gateways_list(database_url: str | None = DbOpt) -> None:
 
 @gateways_app.command("revoke")
 def gateways_revoke(
-    address: str = typer.Argument(..., help="The gateway's address, 0x…"),
+    address: str = typer.Option(..., "--address", help="The gateway's address, 0x…"),
     reason: str = typer.Option("", "--reason", help="Why (kept with the gateway)"),
     database_url: str | None = DbOpt,
 ) -> None:

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from gateway.config import ClaimsConfig
+from gateway.outbox import Outbox
 from quartier import intervals
 from quartier import reading as rd
 from quartier.claim import PeriodClaim, encode_claim_message, sign_claim
 from quartier.keys import GatewayKey
-
-from gateway.config import ClaimsConfig
-from gateway.outbox import Outbox
 
 log = logging.getLogger("quartier.gateway.claims")
 

@@ -36,13 +36,12 @@ def run(
                                   "broker to acknowledge everything, in seconds."),
 ) -> None:
     """Run the gateway (forever, or one cycle with --once)."""
-    from quartier import clock as clock_mod
-    from quartier import keys as keyfiles
-    from quartier.cli_core import passphrase_from
-
     from gateway import logs
     from gateway.outbox import OutboxError
     from gateway.runtime import Gateway
+    from quartier import clock as clock_mod
+    from quartier import keys as keyfiles
+    from quartier.cli_core import passphrase_from
 
     cfg = _config(config)
     logs.setup(cfg.log_level)

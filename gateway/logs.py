@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 RATE_LIMIT_S = 60.0
 
@@ -56,7 +57,7 @@ class RateLimited:
     """Logs each key at most once per `interval_s`, with the count since the last line."""
 
     def __init__(self, logger: logging.Logger, interval_s: float = RATE_LIMIT_S,
-                 clock: type[time.monotonic] | None = None) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.logger = logger
         self.interval_s = interval_s
         self._clock = clock or time.monotonic

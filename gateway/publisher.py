@@ -16,6 +16,7 @@ Thin on purpose: the writer thread decides what to publish and when (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import ssl
 import threading
@@ -78,10 +79,8 @@ class _BufferedSocket:
             del self._wbuf[:n]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.flush()  # a clean DISCONNECT must reach the broker before the close
-        except (OSError, ValueError):
-            pass
         self._sock.close()
 
     def fileno(self) -> int:
@@ -259,10 +258,8 @@ class Publisher:
             c.batching = False
         wake = c._sockpairW
         if wake is not None:
-            try:
+            with contextlib.suppress(BlockingIOError):  # already full of wake-ups
                 wake.send(b"0")
-            except BlockingIOError:
-                pass  # the pipe is full of wake-ups already
         return mids
 
     def take_acks(self) -> list[int]:
@@ -276,9 +273,7 @@ class Publisher:
         """Publish the retained "offline" status (a clean stop leaves no will), disconnect."""
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout_s)
-            except (RuntimeError, ValueError):
-                pass
         self.client.disconnect()
         self.client.loop_stop()

@@ -22,6 +22,7 @@ broker away for a weekend costs disk, not memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
@@ -31,11 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from quartier import reading as rd
-from quartier.clock import Clock, SystemClock
-from quartier.keys import GatewayKey
-from quartier.signing import sign_hash
-
 from gateway.claims import ClaimMaker
 from gateway.config import DeviceConfig, GatewayConfig
 from gateway.drivers.base import Device, DeviceError, Measurement
@@ -43,6 +39,10 @@ from gateway.logs import RateLimited, quote
 from gateway.outbox import Outbox, OutboxError, Row
 from gateway.plausibility import Plausibility
 from gateway.publisher import Publisher
+from quartier import reading as rd
+from quartier.clock import Clock, SystemClock
+from quartier.keys import GatewayKey
+from quartier.signing import sign_hash
 
 log = logging.getLogger("quartier.gateway")
 
@@ -240,10 +240,8 @@ class DevicePoller:
 
     def close(self) -> None:
         if self.device is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing must not hide why we stop
                 self.device.close()
-            except Exception:  # closing must not hide why we stop
-                pass
             self.device = None
 
 

@@ -33,8 +33,13 @@ def build(settings: AppSettings) -> FastAPI:
         version="1",
         description="The neighbours' app: energy, wallet, market, donations, votes, certificates. "
                     "Log in with POST /api/login to get a bearer token, then send "
-                    "`Authorization: Bearer <token>`. Browser sessions send `X-CSRF-Token` instead.",
+                    "`Authorization: Bearer <token>`. Browser sessions send `X-CSRF-Token` on "
+                    "every POST, PUT and DELETE. Amounts are integers in base units: Wh for KWH, "
+                    "0.01 h for HOUR, g for KG.",
         dependencies=[Depends(csrf_guard)],
+        # The interactive docs load their scripts from a CDN: the app stays offline and
+        # serves the OpenAPI document only.
+        docs_url=None,
         redoc_url=None,
     )
     engine = cdb.open_db(settings.database_url)
@@ -53,8 +58,7 @@ def build(settings: AppSettings) -> FastAPI:
     @app.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
         response: Response = await call_next(request)
-        if not request.url.path.startswith("/docs"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
@@ -71,8 +75,9 @@ def build(settings: AppSettings) -> FastAPI:
                                 headers=getattr(exc, "headers", None))
         ctx = get_ctx(request)
         if exc.status_code == 401:
-            from fastapi.responses import RedirectResponse
             from urllib.parse import quote
+
+            from fastapi.responses import RedirectResponse
 
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         message = {403: ctx.t("common.forbidden"), 404: ctx.t("common.not_found")}.get(exc.status_code, str(exc.detail))

@@ -48,6 +48,12 @@ class ServiceError(ValueError):
         super().__init__(f"{field}: {code} {params}" if field else f"{code} {params}")
 
 
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def init_app_tables(engine: sa.Engine) -> None:
     t.metadata.create_all(engine, checkfirst=True)
     with engine.begin() as conn:
@@ -401,9 +407,9 @@ def create_offer(conn: sa.Connection, member_id: str, kind: str, description: st
         raise ServiceError("err.too_long", "description", max=200)
     if quantity <= 0:
         raise ServiceError("err.positive", "quantity")
-    return int(conn.execute(t.offers.insert().values(
+    return _new_id(conn.execute(t.offers.insert().values(
         member_id=member_id, kind=kind, description=description, unit=KINDS[kind],
-        quantity=quantity, status="open", created_at=now)).inserted_primary_key[0])
+        quantity=quantity, status="open", created_at=now)))
 
 
 def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pay_unit: str,
@@ -428,11 +434,11 @@ def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pa
     _check_floor(conn, buyer, pay, amount)
     if energy:
         _check_floor(conn, offer.member_id, unit, quantity)
-    trade_id = int(conn.execute(t.trades.insert().values(
+    trade_id = _new_id(conn.execute(t.trades.insert().values(
         offer_id=offer.id, buyer=buyer, seller=offer.member_id, unit=offer.unit,
         quantity=quantity, pay_unit=pay_unit, pay_amount=amount, description=offer.description,
         status="settled" if energy else "awaiting", created_at=now,
-        confirmed_at=now if energy else None)).inserted_primary_key[0])
+        confirmed_at=now if energy else None)))
     left = offer.quantity - quantity
     conn.execute(t.offers.update().where(t.offers.c.id == offer.id)
                  .values(quantity=left, status="open" if left > 0 else "closed"))
@@ -525,9 +531,9 @@ def preview_donation(conn: sa.Connection, donor: str, beneficiary: str, *, wh_pe
 def create_donation(conn: sa.Connection, donor: str, beneficiary: str, *, wh_per_day: int = 0,
                     share_bp: int = 0, now: int) -> int:
     _check_order(conn, donor, beneficiary, wh_per_day, share_bp)
-    return int(conn.execute(t.donation_orders.insert().values(
+    return _new_id(conn.execute(t.donation_orders.insert().values(
         donor=donor, beneficiary=beneficiary, wh_per_day=wh_per_day, share_bp=share_bp,
-        active=True, created_at=now)).inserted_primary_key[0])
+        active=True, created_at=now)))
 
 
 def cancel_donation(conn: sa.Connection, donor: str, order_id: int, now: int) -> None:
@@ -583,9 +589,9 @@ def create_proposal(conn: sa.Connection, creator: str, title: str, kind: str, *,
         raise ServiceError("err.choice", "kind", choices=", ".join(PROPOSAL_KINDS))
     if closes_at <= now:
         raise ServiceError("err.positive", "days")
-    return int(conn.execute(t.proposals.insert().values(
+    return _new_id(conn.execute(t.proposals.insert().values(
         title=title, kind=kind, subject=subject or None, value=value or None, created_by=creator,
-        created_at=now, closes_at=closes_at)).inserted_primary_key[0])
+        created_at=now, closes_at=closes_at)))
 
 
 def cast_vote(conn: sa.Connection, member_id: str, proposal_id: int, choice: str, now: int) -> None:
@@ -636,17 +642,21 @@ def fund_preference(conn: sa.Connection, member_id: str) -> dict[str, int] | Non
 
 
 def contributions(conn: sa.Connection) -> dict[str, int]:
-    """What each member has paid into the fund (base units of every unit valued in Wh):
-    demurrage and any other movement to the fund account."""
+    """What each member has paid into the fund, valued in Wh: demurrage (settlement) and
+    any other movement from the member to the fund account."""
     us = units(conn)
     out: dict[str, int] = {}
-    q = (sa.select(t.entries.c.counterparty, t.entries.c.unit, sa.func.sum(t.entries.c.amount))
-         .where(t.entries.c.account == FUND, t.entries.c.amount > 0)
-         .group_by(t.entries.c.counterparty, t.entries.c.unit))
-    for member, unit, amount in conn.execute(q):
-        if member and unit in us:
-            value = int(amount) * us[unit].wh_per_unit // unit_scale(unit)
-            out[member] = out.get(member, 0) + value
+    tables_: list[sa.Table] = [t.entries]
+    st = _settlement_tables()
+    if st is not None:
+        tables_.append(st[0])
+    for table in tables_:
+        q = (sa.select(table.c.counterparty, table.c.unit, sa.func.sum(table.c.amount))
+             .where(table.c.account == FUND, table.c.amount > 0)
+             .group_by(table.c.counterparty, table.c.unit))
+        for member, unit, amount in conn.execute(q):
+            if member and unit in us:
+                out[member] = out.get(member, 0) + int(amount) * us[unit].wh_per_unit // unit_scale(unit)
     return out
 
 

@@ -181,7 +181,7 @@ def wh(n: int) -> str:
 
 
 def pct(bp: int, lang: str) -> str:
-    return _dec(Decimal(bp) / 100, 1, lang) + " %"
+    return _dec(Decimal(bp) / 100, 2, lang) + " %"
 
 
 def euros(c: int, lang: str) -> str:

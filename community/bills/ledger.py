@@ -116,7 +116,7 @@ def load_period(conn: Connection, start: int, end: int) -> PeriodData:
             sa.select(mv).join(p, p.c.period_start == mv.c.period_start).where(in_periods)
             .order_by(mv.c.period_start, mv.c.id)
         )
-    ]  # fmt: skip
+    ]
     e = settle.settle_entries
     entries = {
         (int(r.period_start), r.account, r.unit): int(r.amount)
@@ -143,7 +143,7 @@ def load_period(conn: Connection, start: int, end: int) -> PeriodData:
             moves.append(
                 Move(int(r.ts), r.account, r.unit, int(r.amount), r.reason,
                      r.counterparty or "", "app", r.memo or "")
-            )  # fmt: skip
+            )
         q = (
             sa.select(j.account, j.unit, sa.func.sum(j.amount))
             .where(j.ts < start)
@@ -214,7 +214,7 @@ def settings(conn: Connection) -> dict[str, MemberSettings]:
         r.member_id: MemberSettings(
             r.member_id, r.lang, r.email, bool(r.name_consent), r.tariff_ct_kwh, bool(r.digest),
             r.unsubscribe_token,
-        )  # fmt: skip
+        )
         for r in conn.execute(sa.select(schema.bills_members))
     }
 
@@ -236,7 +236,7 @@ def set_member(conn: Connection, member: str, **values: Any) -> MemberSettings:
     exists = conn.execute(sa.select(bm.c.member_id).where(bm.c.member_id == member)).first()
     if exists is None:
         conn.execute(bm.insert().values(member_id=member, unsubscribe_token=secrets.token_urlsafe(24),
-                                        **values))  # fmt: skip
+                                        **values))
     elif values:
         conn.execute(bm.update().where(bm.c.member_id == member).values(**values))
     return settings(conn)[member]

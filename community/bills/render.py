@@ -46,19 +46,19 @@ def rows(s: Statement, lang: str) -> list[Row]:
     out.append(Row("statement", "periods", t(lang, "periods"), str(s.periods), "days", str(s.periods)))
     if s.carried_periods:
         out.append(Row("statement", "carried", t(lang, "carried"), str(s.carried_periods), "days",
-                       str(s.carried_periods)))  # fmt: skip
+                       str(s.carried_periods)))
     energy("consumption", "consumed_wh", s.consumed_wh)
     energy("consumption", "community_wh", s.community_wh)
     energy("consumption", "grid_wh", s.grid_wh)
     energy("consumption", "self_consumed_wh", s.self_consumed_wh)
     energy("consumption", "total_consumption_wh", s.total_consumption_wh)
     out.append(Row("consumption", "self_sufficiency", t(lang, "self_sufficiency"),
-                   _dec(s.self_sufficiency_bp, 100), "%", i18n.pct(s.self_sufficiency_bp, lang)))  # fmt: skip
+                   _dec(s.self_sufficiency_bp, 100), "%", i18n.pct(s.self_sufficiency_bp, lang)))
     for i, src in enumerate(s.sources, 1):
         who = src.name or t(lang, "a_neighbour")
         out.append(Row("sources", f"source_{i}", who, str(src.wh), "Wh", i18n.wh(src.wh)))
         out.append(Row("sources", f"source_{i}_share", who, _dec(src.share_bp, 100), "%",
-                       i18n.pct(src.share_bp, lang)))  # fmt: skip
+                       i18n.pct(src.share_bp, lang)))
     energy("production", "produced_wh", s.produced_wh)
     energy("production", "self_consumed_wh", s.self_consumed_wh)
     energy("production", "shared_wh", s.shared_wh)
@@ -68,26 +68,26 @@ def rows(s: Statement, lang: str) -> list[Row]:
     for unit, opening, closing in s.balances:
         for key, v in (("opening", opening), ("closing", closing)):
             out.append(Row("balance", f"{unit}_{key}", f"{t(lang, 'balance')} {unit} ({t(lang, key)})",
-                           str(v), _base(unit), i18n.amount(v, unit, lang)))  # fmt: skip
+                           str(v), _base(unit), i18n.amount(v, unit, lang)))
     for line in s.tokens:
         label = " ".join(x for x in (line.date, t(lang, f"reason.{line.reason}"), line.counterparty or "",
-                                     line.memo) if x)  # fmt: skip
+                                     line.memo) if x)
         out.append(Row("tokens", line.unit, label, str(line.amount), _base(line.unit),
-                       i18n.amount(line.amount, line.unit, lang)))  # fmt: skip
+                       i18n.amount(line.amount, line.unit, lang)))
     for unit, charged in s.demurrage:
         out.append(Row("demurrage", unit, f"{t(lang, 'demurrage')} {unit}", str(charged), _base(unit),
-                       i18n.amount(charged, unit, lang)))  # fmt: skip
+                       i18n.amount(charged, unit, lang)))
     for line in s.donations_given:
         energy("donations", "given", line.amount,
-               t(lang, "given_to", who=line.counterparty or t(lang, "a_neighbour")))  # fmt: skip
+               t(lang, "given_to", who=line.counterparty or t(lang, "a_neighbour")))
     for line in s.donations_received:
         energy("donations", "received", line.amount,
-               t(lang, "received_from", who=line.counterparty or t(lang, "a_neighbour")))  # fmt: skip
+               t(lang, "received_from", who=line.counterparty or t(lang, "a_neighbour")))
     if s.tariff_ct_kwh is not None:
         out.append(Row("tariff", "tariff_ct_kwh", t(lang, "tariff_price"), s.tariff_ct_kwh, "c€/kWh",
-                       i18n.tariff(s.tariff_ct_kwh, lang)))  # fmt: skip
+                       i18n.tariff(s.tariff_ct_kwh, lang)))
         for key, c in (("saved", s.saved_cents), ("grid_cost", s.grid_cost_cents),
-                       ("earned", s.earned_cents)):  # fmt: skip
+                       ("earned", s.earned_cents)):
             assert c is not None
             out.append(Row("tariff", f"{key}_eur", t(lang, key), _dec(c, 100), "EUR", i18n.euros(c, lang)))
     return out
@@ -137,7 +137,7 @@ def _table(data: list[tuple[str, str]], indent: set[int] | None = None) -> Any:
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#cccccc")),
         ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
-    ]))  # fmt: skip
+    ]))
     return table
 
 
@@ -164,16 +164,16 @@ def render_pdf(
     doc = SimpleDocTemplate(
         buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=18 * mm,
         bottomMargin=18 * mm, title=f"{title} {s.month} {s.member}", author=community,
-    )  # fmt: skip
+    )
     story: list[Any] = []
     if credit:
         story.append(Paragraph(f"{title} no. {credit['number']} — {community}", st["title"]))
     else:
         story.append(Paragraph(f"{title} — {community}", st["title"]))
     head = [(t(lang, "member"), s.name), (t(lang, "period"), s.month),
-            (t(lang, "periods"), f"{s.periods} d")]  # fmt: skip
+            (t(lang, "periods"), str(s.periods))]
     if s.carried_periods:
-        head.append((t(lang, "carried"), f"{s.carried_periods} d"))
+        head.append((t(lang, "carried"), str(s.carried_periods)))
     if run:
         kind = t(lang, "final", n=run["number"]) if run.get("kind") == "final" else t(lang, "draft")
         head.append((t(lang, "run"), kind))
@@ -204,14 +204,14 @@ def render_pdf(
         (t(lang, "self_consumed_wh"), shown("consumption", "self_consumed_wh")),
         (t(lang, "total_consumption_wh"), shown("consumption", "total_consumption_wh")),
         (t(lang, "self_sufficiency"), shown("consumption", "self_sufficiency")),
-    ], indent={1, 2}))  # fmt: skip
+    ], indent={1, 2}))
 
     story.append(Paragraph(t(lang, "sources"), st["h"]))
     if s.sources:
         story.append(_table([
             (src.name or t(lang, "a_neighbour"), f"{i18n.wh(src.wh)}   {i18n.pct(src.share_bp, lang)}")
             for src in s.sources
-        ]))  # fmt: skip
+        ]))
     else:
         story.append(Paragraph(t(lang, "no_sources"), st["p"]))
 
@@ -221,7 +221,7 @@ def render_pdf(
         (t(lang, "self_consumed_wh"), shown("production", "self_consumed_wh")),
         (t(lang, "shared_wh"), shown("production", "shared_wh")),
         (t(lang, "exported_wh"), shown("production", "exported_wh")),
-    ], indent={1, 2, 3}))  # fmt: skip
+    ], indent={1, 2, 3}))
 
     story.append(Paragraph(t(lang, "kwh"), st["h"]))
     kwh_rows = [(t(lang, f"kwh.{line.reason}"), i18n.wh(line.amount)) for line in s.kwh]
@@ -239,7 +239,7 @@ def render_pdf(
             [(r.label, r.shown) for r in token_rows]
             + [(f"{t(lang, 'balance')} {u} ({t(lang, 'closing')})", i18n.amount(c, u, lang))
                for u, _, c in other_balances]
-        ))  # fmt: skip
+        ))
     else:
         story.append(Paragraph(t(lang, "no_tokens"), st["p"]))
 
@@ -249,9 +249,9 @@ def render_pdf(
 
     story.append(Paragraph(t(lang, "donations"), st["h"]))
     dons = [(t(lang, "given_to", who=x.counterparty or t(lang, "a_neighbour")), i18n.wh(x.amount))
-            for x in s.donations_given]  # fmt: skip
+            for x in s.donations_given]
     dons += [(t(lang, "received_from", who=x.counterparty or t(lang, "a_neighbour")), i18n.wh(x.amount))
-             for x in s.donations_received]  # fmt: skip
+             for x in s.donations_received]
     story.append(_table(dons) if dons else Paragraph(t(lang, "no_donations"), st["p"]))
 
     story.append(Paragraph(t(lang, "tariff"), st["h"]))
@@ -261,7 +261,7 @@ def render_pdf(
             (t(lang, "saved"), shown("tariff", "saved_eur")),
             (t(lang, "grid_cost"), shown("tariff", "grid_cost_eur")),
             (t(lang, "earned"), shown("tariff", "earned_eur")),
-        ]))  # fmt: skip
+        ]))
     else:
         story.append(Paragraph(t(lang, "no_tariff"), st["p"]))
     story.append(Spacer(1, 8 * mm))

@@ -102,9 +102,9 @@ def bill_month(
             raise BillsError(f"no settled period in {month}: nothing to close")
         if final and problems:
             raise BillsError(f"final run of {month} refused: {problems[0]} "
-                             f"({len(problems)} problem(s); see a draft run's summary.json)")  # fmt: skip
+                             f"({len(problems)} problem(s); see a draft run's summary.json)")
         summary = {"month": month, "kind": "final" if final else "draft", "number": None,
-                   "periods": len(data.periods), **summarise(stmts, problems)}  # fmt: skip
+                   "periods": len(data.periods), **summarise(stmts, problems)}
         number = None
         if final:
             last = conn.execute(sa.select(sa.func.max(bills_runs.c.number))).scalar()
@@ -112,19 +112,21 @@ def bill_month(
             summary["number"] = number
         else:
             old = [r.id for r in conn.execute(sa.select(bills_runs.c.id).where(
-                bills_runs.c.month == month, bills_runs.c.kind == "draft"))]  # fmt: skip
+                bills_runs.c.month == month, bills_runs.c.kind == "draft"))]
             if old:
                 conn.execute(bills_statements.delete().where(bills_statements.c.run_id.in_(old)))
                 conn.execute(bills_runs.delete().where(bills_runs.c.id.in_(old)))
-        run_id = int(conn.execute(bills_runs.insert().values(
+        key = conn.execute(bills_runs.insert().values(
             month=month, kind=summary["kind"], number=number, created_at=now_ms,
             periods=json.dumps(list(data.periods)), summary=json.dumps(summary, sort_keys=True),
-        )).inserted_primary_key[0])  # fmt: skip
+        )).inserted_primary_key
+        assert key is not None
+        run_id = int(key[0])
         if stmts:
             conn.execute(bills_statements.insert(), [
                 {"run_id": run_id, "member_id": s.member, "doc": s.canonical(), "sha256": s.sha256()}
                 for s in stmts
-            ])  # fmt: skip
+            ])
     run = {"kind": summary["kind"], "number": number, "created_at": now_ms}
     files: list[Path] = []
     if out is not None:
@@ -178,7 +180,7 @@ def current_statements(conn: Connection, number: int) -> dict[str, Statement]:
     notes = conn.execute(
         sa.select(bills_credit_notes).where(bills_credit_notes.c.run_id == run.id)
         .order_by(bills_credit_notes.c.number)
-    )  # fmt: skip
+    )
     for n in notes:
         current[n.member_id] = Statement.from_json(json.loads(n.doc))
     return current
@@ -194,7 +196,7 @@ def run_totals(conn: Connection, number: int) -> dict[str, Any]:
         for k, v in json.loads(delta).items():
             out[k] = out.get(k, 0) + v
     out["credit_notes"] = conn.execute(
-        sa.select(sa.func.count()).where(bills_credit_notes.c.run_id == run.id)).scalar()  # fmt: skip
+        sa.select(sa.func.count()).where(bills_credit_notes.c.run_id == run.id)).scalar()
     return out
 
 
@@ -204,7 +206,7 @@ def list_runs(conn: Connection) -> list[dict[str, Any]]:
          "created_at": r.created_at, **{k: v for k, v in json.loads(r.summary).items()
                                         if k in ("members", "consumed_wh", "reconciles")}}
         for r in conn.execute(sa.select(bills_runs).order_by(bills_runs.c.id))
-    ]  # fmt: skip
+    ]
 
 
 # --- credit notes ---------------------------------------------------------------------------
@@ -243,24 +245,24 @@ def credit_note(
         delta = {f: d for f, d in delta.items() if d}
         if corrected.canonical() == previous.canonical():
             raise BillsError(f"nothing to correct: {member}'s statement of run no. {number} "
-                             "matches the ledger and settings of today")  # fmt: skip
+                             "matches the ledger and settings of today")
         last = conn.execute(sa.select(sa.func.max(bills_credit_notes.c.number))).scalar()
         note_number = int(last or 0) + 1
         conn.execute(bills_credit_notes.insert().values(
             number=note_number, run_id=run.id, member_id=member, created_at=now_ms,
             reason=reason.strip(), delta=json.dumps(delta, sort_keys=True),
             doc=corrected.canonical(), sha256=corrected.sha256(),
-        ))  # fmt: skip
+        ))
         lang = cfg.lang if cfg else "fr"
     note = {"number": note_number, "run_number": number, "member": member, "reason": reason.strip(),
-            "delta": delta, "created_at": now_ms}  # fmt: skip
+            "delta": delta, "created_at": now_ms}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         stem = out / f"credit-{note_number:05d}-{safe_name(member)}"
         stem.with_suffix(".pdf").write_bytes(render.render_pdf(
-            corrected, lang, credit=note, run={"kind": "final", "number": number, "created_at": now_ms}))  # fmt: skip
+            corrected, lang, credit=note, run={"kind": "final", "number": number, "created_at": now_ms}))
         extra = [render.Row("credit", f"delta_{f}", f, str(d), "Wh" if f.endswith("_wh") else "cents",
-                            str(d)) for f, d in delta.items()]  # fmt: skip
+                            str(d)) for f, d in delta.items()]
         extra.insert(0, render.Row("credit", "corrects_run", "run", str(number), "", str(number)))
         stem.with_suffix(".csv").write_text(render.to_csv(corrected, lang, extra), encoding="utf-8")
         note["files"] = [str(stem.with_suffix(".pdf")), str(stem.with_suffix(".csv"))]

@@ -244,7 +244,7 @@ def _kwh_key(m: Move) -> str:
 
 
 KWH_ORDER = ("shared", "export", "community", "donation_given", "donation_received",
-             "demurrage", "trade")  # fmt: skip
+             "demurrage", "trade")
 
 
 def member_statement(

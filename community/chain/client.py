@@ -234,6 +234,7 @@ class AccountState:
     touched_at: int
     dust: int
     nonce: int
+    owed: int  # demurrage charged by payments, not yet collected into the fund
     flags: int
 
 
@@ -327,7 +328,8 @@ class ChainClient:
 
     def _await(self, tx_hash: str) -> Any:
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout,
+                                                              poll_latency=0.02)
         except Exception as exc:
             raise ChainError(f"no receipt for {tx_hash} after {self.receipt_timeout} s: {exc}") from None
         if self.confirmations > 0:
@@ -534,8 +536,13 @@ class ChainClient:
         return int(self.call("balanceOf", self.unit_id(unit), to_checksum_address(account)))
 
     def account_state(self, unit: int | str, account: str) -> AccountState:
-        b, t, d, n, f = self.call("accountState", self.unit_id(unit), to_checksum_address(account))
-        return AccountState(int(b), int(t), int(d), int(n), int(f))
+        b, t, d, n, o, f = self.call("accountState", self.unit_id(unit), to_checksum_address(account))
+        return AccountState(int(b), int(t), int(d), int(n), int(o), int(f))
+
+    def collect(self, unit: int | str, accounts: Sequence[str]) -> str:
+        """Sweeps the demurrage these accounts owe into the fund."""
+        return self._tx_hash(self.transact(self._fn(
+            "collect", self.unit_id(unit), [to_checksum_address(a) for a in accounts])))
 
     def unit_state(self, unit: int | str) -> dict[str, int]:
         pending, rate, floor, ceiling, flags = self.call("unitState", self.unit_id(unit))
@@ -595,7 +602,7 @@ class ChainClient:
 
 def pack_payment(payment: Payment) -> tuple[int, int]:
     """The two words of the compact `pay(head, body, r, vs)` call."""
-    if payment.nonce >= 2**48 or payment.deadline >= 2**40:
+    if payment.nonce >= 2**32 or payment.deadline >= 2**40:
         raise ChainError("nonce or deadline too large for the compact form: use a memo payment")
     head = (int(payment.sender, 16) | payment.unit << 160 | payment.nonce << 168
             | payment.deadline << 216)

@@ -10,7 +10,7 @@ import {AccountWord, UnitWord, Demurrage} from "./Words.sol";
 /// per unit by default or per account. The board can pause every movement and freeze an
 /// account, each with a reason that stays on chain.
 ///
-/// Invariant, per unit: sum of stored balances + pending demurrage == 0.
+/// Invariant, per unit: sum of stored balances + sum of owed demurrage + pending == 0.
 abstract contract Balances is Registry {
     using AccountWord for uint256;
 
@@ -37,6 +37,7 @@ abstract contract Balances is Registry {
     event UnitChanged(uint8 indexed unit, int64 floor, uint64 ceiling, uint32 ratePpbPerDay);
     event LimitsSet(uint8 indexed unit, address indexed account, int128 floor, int128 ceiling);
     event LimitsCleared(uint8 indexed unit, address indexed account);
+    event Collected(uint8 indexed unit, uint256 amount);
     event Paused(address indexed by, string reason);
     event Resumed(address indexed by, string reason);
     event Frozen(address indexed account, address indexed by, string reason);
@@ -149,6 +150,23 @@ abstract contract Balances is Registry {
         emit Unfrozen(account, msg.sender, reason);
     }
 
+    /// Sweeps the demurrage the given accounts owe into the fund. Anyone may call it; the
+    /// settlement does it for every account it touches.
+    function collect(uint8 unit, address[] calldata accounts) external {
+        uint256 uw = _unitWord(unit);
+        uint256 total;
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            uint256 w = _accounts[unit][accounts[i]];
+            uint256 owed = w.owed();
+            if (owed != 0) {
+                _accounts[unit][accounts[i]] = w & ~(uint256(type(uint32).max) << 216);
+                total += owed;
+            }
+        }
+        _units[unit] = UnitWord.withPending(uw, UnitWord.pending(uw) + total);
+        emit Collected(unit, total);
+    }
+
     // ---- views ----
 
     /// Balance as of now: demurrage due since the last touch deducted, and for the fund its
@@ -165,14 +183,14 @@ abstract contract Balances is Registry {
         return bal;
     }
 
-    /// The raw account word: stored balance, last touch, dust, next nonce, flags.
+    /// The raw account word: stored balance, last touch, dust, next nonce, owed demurrage, flags.
     function accountState(uint8 unit, address account)
         external
         view
-        returns (int256 balance, uint256 touchedAt, uint256 dust, uint256 nonce, uint8 flags)
+        returns (int256 balance, uint256 touchedAt, uint256 dust, uint256 nonce, uint256 owed, uint8 flags)
     {
         uint256 w = _accounts[unit][account];
-        return (w.balance(), w.touchedAt(), w.dust(), w.nonce(), w.flags());
+        return (w.balance(), w.touchedAt(), w.dust(), w.nonce(), w.owed(), w.flags());
     }
 
     function unitState(uint8 unit)
@@ -227,22 +245,33 @@ abstract contract Balances is Registry {
     /// once with the collected demurrage. A debit is checked against the floor, a credit
     /// against the ceiling, so limits tightened later never block a move back inside them.
     /// Someone who is not a member (nor the fund) has a floor of zero whatever the default.
-    function _move(uint8 unit, uint256 uw, address account, int256 amount, uint256 nonceBump)
+    function _move(uint8 unit, uint256 uw, address account, int256 amount)
         internal
         returns (uint256, uint256 charge)
     {
         uint256 w;
-        (uw, w, charge) = _moved(unit, uw, account, _accounts[unit][account], amount, nonceBump);
+        (uw, w, charge) = _moved(unit, uw, account, _accounts[unit][account], amount, 0, true);
         _accounts[unit][account] = w;
         return (uw, charge);
     }
 
     /// `_move` on an account word the caller already read; returns the words to store.
+    /// With `sweep`, what the account owes (and this charge) goes to the unit's pending
+    /// collection; without, the charge stays owed in the account's word unless it would
+    /// overflow it.
     /// Written for gas (it runs twice per payment and once per settled member): the word is
     /// unpacked and packed by hand, and the arithmetic is unchecked where the ranges are
     /// proven — |balance| < 2**95, |amount| < 2**96, charge <= balance, nonce + 1 wraps only
-    /// after 2**64 payments.
-    function _moved(uint8 unit, uint256 uw, address account, uint256 w, int256 amount, uint256 nonceBump)
+    /// after 2**32 payments.
+    function _moved(
+        uint8 unit,
+        uint256 uw,
+        address account,
+        uint256 w,
+        int256 amount,
+        uint256 nonceBump,
+        bool sweep
+    )
         internal
         view
         returns (uint256, uint256, uint256 charge)
@@ -254,6 +283,7 @@ abstract contract Balances is Registry {
             }
             int256 bal = int96(uint96(w));
             uint256 dust = uint48(w >> 136);
+            uint256 owed = uint32(w >> 216);
             if (account == FUND) {
                 // The fund collects demurrage rather than paying it: sweep the collection in.
                 bal += int256(uint256(uint88(uw)));
@@ -269,9 +299,13 @@ abstract contract Balances is Registry {
                         dust = 0;
                     }
                     bal -= int256(charge);
-                    if (uint88(uw) + charge > type(uint88).max) revert UnitWord.PendingOverflow();
-                    uw += charge; // pending is the word's low 88 bits
+                    owed += charge;
                 }
+            }
+            if (owed != 0 && (sweep || owed > type(uint32).max)) {
+                if (uint88(uw) + owed > type(uint88).max) revert UnitWord.PendingOverflow();
+                uw += owed; // pending is the word's low 88 bits
+                owed = 0;
             }
             int256 next = bal + amount;
             if (amount < 0) {
@@ -284,7 +318,7 @@ abstract contract Balances is Registry {
             }
             if (next != int256(int96(next))) revert AccountWord.BalanceOutOfRange(next);
             w = uint256(uint96(int96(next))) | (block.timestamp << 96) | (dust << 136)
-                | (uint256(uint64((w >> 184) + nonceBump)) << 184) | (w & (uint256(0xff) << 248));
+                | (uint256(uint32((w >> 184) + nonceBump)) << 184) | (owed << 216) | (w & (uint256(0xff) << 248));
             return (uw, w, charge);
         }
     }

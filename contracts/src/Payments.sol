@@ -38,48 +38,17 @@ abstract contract Payments is Balances, EIP712 {
     /// head = from | unit << 160 | nonce << 168 (48 bits) | deadline << 216 (40 bits);
     /// body = to | amount << 160 (96 bits); (r, vs) is the EIP-2098 compact signature.
     function pay_p5CR(uint256 head, uint256 body, bytes32 r, bytes32 vs) external {
-        address from = address(uint160(head));
-        address to = address(uint160(body));
-        uint8 unit = uint8(head >> 160);
-        uint64 nonce = uint64(uint48(head >> 168));
-        uint64 deadline = uint64(head >> 216);
-        uint256 amount = body >> 160;
-        if (block.timestamp > deadline) revert IntentExpired(deadline, block.timestamp);
-        if (amount == 0) revert BadAmount(amount);
-        if (from == to) revert SelfPayment(from);
-        // Both parties' slots of _accounts[unit], hashed once each.
-        uint256 fromSlot;
-        uint256 toSlot;
-        uint256 wf;
-        assembly ("memory-safe") {
-            mstore(0x00, unit)
-            mstore(0x20, _accounts.slot)
-            mstore(0x20, keccak256(0x00, 0x40))
-            mstore(0x00, from)
-            fromSlot := keccak256(0x00, 0x40)
-            mstore(0x00, to)
-            toSlot := keccak256(0x00, 0x40)
-            wf := sload(fromSlot)
-        }
-        if (nonce != uint64(wf >> 184)) revert BadNonce(from, uint64(wf >> 184), nonce);
-        address signer = _recover(paymentDigest(from, to, unit, amount, nonce, deadline, bytes32(0)), r, vs);
-        if (signer != from) revert BadIntentSignature(from, signer);
-        uint256 uw = _units[unit];
-        if ((uw >> 248) & 3 != 1) _activeUnit(unit); // reverts: unknown unit or paused
-        uint256 c1;
-        uint256 c2;
-        uint256 wt;
-        (uw, wf, c1) = _moved(unit, uw, from, wf, -int256(amount), 1);
-        assembly ("memory-safe") {
-            wt := sload(toSlot)
-        }
-        (uw, wt, c2) = _moved(unit, uw, to, wt, int256(amount), 0);
-        assembly ("memory-safe") {
-            sstore(fromSlot, wf)
-            sstore(toSlot, wt)
-        }
-        _units[unit] = uw;
-        emit Transferred(from, to, (uint256(unit) << 248) | amount, c1 | (c2 << 128));
+        _pay(
+            address(uint160(head)),
+            address(uint160(body)),
+            uint8(head >> 160),
+            body >> 160,
+            uint64(uint48(head >> 168)),
+            uint64(head >> 216),
+            bytes32(0),
+            r,
+            vs
+        );
     }
 
     function payWithMemo(
@@ -134,7 +103,7 @@ abstract contract Payments is Balances, EIP712 {
         address from,
         address to,
         uint8 unit,
-        uint96 amount,
+        uint256 amount,
         uint64 nonce,
         uint64 deadline,
         bytes32 memoHash,
@@ -144,17 +113,39 @@ abstract contract Payments is Balances, EIP712 {
         if (block.timestamp > deadline) revert IntentExpired(deadline, block.timestamp);
         if (amount == 0) revert BadAmount(amount);
         if (from == to) revert SelfPayment(from);
-        uint256 wf = _accounts[unit][from];
-        if (nonce != wf.nonce()) revert BadNonce(from, wf.nonce(), nonce);
+        // Both parties' slots of _accounts[unit], hashed once each.
+        uint256 fromSlot;
+        uint256 toSlot;
+        uint256 wf;
+        assembly ("memory-safe") {
+            mstore(0x00, unit)
+            mstore(0x20, _accounts.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, from)
+            fromSlot := keccak256(0x00, 0x40)
+            mstore(0x00, to)
+            toSlot := keccak256(0x00, 0x40)
+            wf := sload(fromSlot)
+        }
+        if (nonce != uint32(wf >> 184)) revert BadNonce(from, uint32(wf >> 184), nonce);
         address signer = _recover(paymentDigest(from, to, unit, amount, nonce, deadline, memoHash), r, vs);
         if (signer != from) revert BadIntentSignature(from, signer);
-        uint256 uw = _activeUnit(unit);
+        uint256 uw = _units[unit];
+        if ((uw >> 248) & 3 != 1) _activeUnit(unit); // reverts: unknown unit or paused
         uint256 c1;
         uint256 c2;
-        (uw, wf, c1) = _moved(unit, uw, from, wf, -int256(uint256(amount)), 1);
-        _accounts[unit][from] = wf;
-        (uw, c2) = _move(unit, uw, to, int256(uint256(amount)), 0);
-        _units[unit] = uw;
+        uint256 wt;
+        (uw, wf, c1) = _moved(unit, uw, from, wf, -int256(amount), 1, false);
+        assembly ("memory-safe") {
+            wt := sload(toSlot)
+        }
+        (uw, wt, c2) = _moved(unit, uw, to, wt, int256(amount), 0, false);
+        assembly ("memory-safe") {
+            sstore(fromSlot, wf)
+            sstore(toSlot, wt)
+        }
+        // Written only when a payment reached the fund or overflowed an account's owed field.
+        if (uw != _units[unit]) _units[unit] = uw;
         emit Transferred(from, to, (uint256(unit) << 248) | amount, c1 | (c2 << 128));
     }
 

@@ -122,7 +122,7 @@ abstract contract Settlement is Balances {
                 nextClaim = _checkCovered(periodId, periodEnd, e.account, amount, claims, nextClaim);
             }
             uint256 charge;
-            (uw, charge) = _move(unit, uw, e.account, amount, 0);
+            (uw, charge) = _move(unit, uw, e.account, amount);
             sum += amount;
             emit Settled(periodId, e.account, unit, amount, charge);
         }

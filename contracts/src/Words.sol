@@ -6,8 +6,12 @@ pragma solidity 0.8.28;
 ///   bits   0..95   balance    int96, two's complement (±3.9e28 base units)
 ///   bits  96..135  touchedAt  uint40, unix seconds of the last demurrage computation
 ///   bits 136..183  dust       uint48, demurrage remainder in 1/Demurrage.DENOMINATOR units
-///   bits 184..247  nonce      uint64, next payment-intent nonce of the account in this unit
+///   bits 184..215  nonce      uint32, next payment-intent nonce of the account in this unit
+///   bits 216..247  owed       uint32, demurrage charged and not yet collected into the fund
 ///   bits 248..255  flags      FROZEN, CUSTOM_LIMITS
+/// A payment leaves the demurrage it charges in the payer's and payee's own words ("owed")
+/// rather than adding it to the unit's word, which would be a third slot written per
+/// payment; settlement and `collect` sweep it into the fund.
 library AccountWord {
     uint8 internal constant FROZEN = 1;
     uint8 internal constant CUSTOM_LIMITS = 2;
@@ -27,21 +31,15 @@ library AccountWord {
     }
 
     function nonce(uint256 w) internal pure returns (uint256) {
-        return uint64(w >> 184);
+        return uint32(w >> 184);
+    }
+
+    function owed(uint256 w) internal pure returns (uint256) {
+        return uint32(w >> 216);
     }
 
     function flags(uint256 w) internal pure returns (uint8) {
         return uint8(w >> 248);
-    }
-
-    function pack(int256 bal, uint256 ts, uint256 dust_, uint256 nonce_, uint8 flags_)
-        internal
-        pure
-        returns (uint256)
-    {
-        if (bal != int256(int96(bal))) revert BalanceOutOfRange(bal);
-        return uint256(uint96(int96(bal))) | (uint256(uint40(ts)) << 96) | (uint256(uint48(dust_)) << 136)
-            | (uint256(uint64(nonce_)) << 184) | (uint256(flags_) << 248);
     }
 
     function withFlags(uint256 w, uint8 flags_) internal pure returns (uint256) {
@@ -49,10 +47,8 @@ library AccountWord {
     }
 }
 
-/// One storage word per unit, read by every payment and rewritten with the demurrage it
-/// collected (the fund's pending collection lives here rather than in the fund's own slot,
-/// which would be a third cold slot per payment):
-///   bits   0..87   pending    uint88, demurrage collected and not yet swept into the fund
+/// One storage word per unit, read by every movement:
+///   bits   0..87   pending    uint88, demurrage collected and not yet swept into the fund's balance
 ///   bits  88..119  rate       uint32, demurrage in parts per billion per day
 ///   bits 120..183  floor      int64, default floor (credit limit) of an account
 ///   bits 184..247  ceiling    uint64, default ceiling of an account

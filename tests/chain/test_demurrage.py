@@ -74,6 +74,7 @@ def test_random_payment_sequences_match_the_model_and_stay_zero_sum(chain: Chain
         model = {a: c.account_state(HOUR, a) for a in accounts}
         state = {a: AccountState(model[a].balance, model[a].touched_at, model[a].dust) for a in accounts}
         fund_balance = c.balance(HOUR, fund)
+        owed = dict.fromkeys(accounts, 0)
         rate = int(c.unit_state(HOUR)["rate_ppb_per_day"])
         for payer, payee, amount, wait in sequence:
             if payer == payee:
@@ -92,14 +93,18 @@ def test_random_payment_sequences_match_the_model_and_stay_zero_sum(chain: Chain
             state[b], c2 = touch(state[b], rate, now)
             state[a] = AccountState(state[a].balance - amount, now, state[a].dust)
             state[b] = AccountState(state[b].balance + amount, now, state[b].dust)
-            fund_balance += c1 + c2
+            owed[a] += c1
+            owed[b] += c2
         for a in accounts:
             onchain = c.account_state(HOUR, a)
-            assert (onchain.balance, onchain.touched_at, onchain.dust) == (
-                state[a].balance, state[a].touched_at, state[a].dust)
+            assert (onchain.balance, onchain.touched_at, onchain.dust, onchain.owed) == (
+                state[a].balance, state[a].touched_at, state[a].dust, owed[a])
         assert c.balance(HOUR, fund) == fund_balance
-        stored = sum(c.account_state(HOUR, a).balance for a in [*accounts, fund])
+        stored = sum(c.account_state(HOUR, a).balance + c.account_state(HOUR, a).owed
+                     for a in [*accounts, fund])
         assert stored + c.unit_state(HOUR)["pending"] == 0
+        c.collect(HOUR, accounts)
+        assert c.balance(HOUR, fund) == fund_balance + sum(owed.values())
     finally:
         devnet.revert(w3, snap)
 

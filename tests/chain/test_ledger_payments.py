@@ -192,4 +192,10 @@ def test_demurrage_is_charged_lazily_to_both_parties_and_goes_to_the_fund(chain:
     assert c.balance(HOUR, chain.member(0)) == 2_000 - expected[0].amount - 100
     assert c.balance(HOUR, chain.member(1)) == 3_000 - expected[1].amount + 100
     assert c.account_state(HOUR, chain.member(0)).dust == expected[0].dust
+    # The charges stay owed in the parties' own words until collected into the fund.
+    assert [c.account_state(HOUR, chain.member(i)).owed for i in (0, 1)] == [expected[0].amount,
+                                                                               expected[1].amount]
+    assert c.balance(HOUR, c.address) == fund_before
+    c.collect(HOUR, [chain.member(0), chain.member(1)])
     assert c.balance(HOUR, c.address) == fund_before + expected[0].amount + expected[1].amount
+    assert [c.account_state(HOUR, chain.member(i)).owed for i in (0, 1)] == [0, 0]

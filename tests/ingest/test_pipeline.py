@@ -99,7 +99,7 @@ def test_chain_duplicates_forks_and_prev():
     res = pl.check_chain(a.address, [fork], links(rs[:3]))
     assert [r.reason for _, r in res.rejected] == ["fork"]
     # The fork arriving first: then the real seq 4 names a prev that is not stored as seq 3.
-    res = pl.check_chain(a.address, [rs[3]], links(rs[:2]) + [pl.Link.of(fork)])
+    res = pl.check_chain(a.address, [rs[3]], [*links(rs[:2]), pl.Link.of(fork)])
     assert [r.reason for _, r in res.rejected] == ["prev_mismatch"]
     # A seq 3 whose successor (stored) follows another body.
     res = pl.check_chain(a.address, [fork], links(rs[:2]) + links(rs[3:4]))
