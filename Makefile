@@ -27,7 +27,7 @@ demo: $(STAMP) contracts/node_modules/.installed
 
 test: $(STAMP) contracts/node_modules/.installed system-deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy quartier gateway community firmware-sim/ bench
+	$(BIN)/mypy quartier gateway community firmware_sim bench
 	$(BIN)/pytest -q -p no:cacheprovider
 
 contracts: contracts/node_modules/.installed

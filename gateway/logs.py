@@ -44,6 +44,9 @@ def setup(level: str = "info") -> None:
     # apscheduler says "maximum number of running instances reached" whenever a slow
     # device's poll is skipped: that is the intended no-overlap behaviour, not news.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # pymodbus logs every timeout itself; the gateway counts them and logs them
+    # rate-limited per device (RateLimited), so its own lines would only be a flood.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def quote(value: object) -> str:

@@ -109,10 +109,10 @@ def compose(d: DigestInput, sender: str) -> EmailMessage:
     msg["To"] = d.email
     msg["Date"] = formatdate(d.end, usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "localhost")
-    msg["Content-Language"] = lang
     msg["List-Unsubscribe"] = f"<{d.unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content("\n".join(lines) + "\n")
+    msg["Content-Language"] = lang  # after set_content, which resets Content-* headers
     return msg
 
 

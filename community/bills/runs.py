@@ -110,12 +110,12 @@ def bill_month(
             last = conn.execute(sa.select(sa.func.max(bills_runs.c.number))).scalar()
             number = int(last or 0) + 1
             summary["number"] = number
-        else:
-            old = [r.id for r in conn.execute(sa.select(bills_runs.c.id).where(
-                bills_runs.c.month == month, bills_runs.c.kind == "draft"))]
-            if old:
-                conn.execute(bills_statements.delete().where(bills_statements.c.run_id.in_(old)))
-                conn.execute(bills_runs.delete().where(bills_runs.c.id.in_(old)))
+        # A new draft replaces the month's draft; the final run supersedes it.
+        old = [r.id for r in conn.execute(sa.select(bills_runs.c.id).where(
+            bills_runs.c.month == month, bills_runs.c.kind == "draft"))]
+        if old:
+            conn.execute(bills_statements.delete().where(bills_statements.c.run_id.in_(old)))
+            conn.execute(bills_runs.delete().where(bills_runs.c.id.in_(old)))
         key = conn.execute(bills_runs.insert().values(
             month=month, kind=summary["kind"], number=number, created_at=now_ms,
             periods=json.dumps(list(data.periods)), summary=json.dumps(summary, sort_keys=True),

@@ -4,7 +4,7 @@
     community = "demo"                      # required: topics quartier/<community>/...
     database_url = "sqlite:///quartier.sqlite"  # else --database-url / QUARTIER_DATABASE_URL
     client_id = "ingest-1"                  # stable: the broker keeps this worker's session
-    group = "ingest"                        # shared subscription group
+    group = "ingest"                        # shared subscription group; "" for none (amqtt)
     interval = "15m"                        # interval length for claims and live intervals
     batch = 500                             # messages per transaction at most
     max_payload = 4096                      # bytes

@@ -58,6 +58,7 @@ class IngestWorker:
         self.inbox: list[mqtt.MQTTMessage] = []
         self.stopping = False
         self.connected = False
+        self.subscribed = False
         self.totals = {"accepted": 0, "duplicates": 0, "quarantined": 0, "batches": 0}
         self._gateways: dict[str, pl.GatewayState] = {}
         self._gateways_at = 0.0
@@ -88,6 +89,7 @@ class IngestWorker:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         # Queue outgoing packets (acks) and write them in one go after a batch.
         c.on_socket_register_write = lambda *_: None
         return c
@@ -105,8 +107,11 @@ class IngestWorker:
         log.info("connected to %s as %s, subscribed to %s", self.config.mqtt.url,
                  self.config.client_id, ", ".join(topics))
 
+    def _on_subscribe(self, *_: Any) -> None:
+        self.subscribed = True
+
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        self.connected = False
+        self.connected = self.subscribed = False
         if not self.stopping:
             log.warning("disconnected from %s: %s", self.config.mqtt.url, rc)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from community.db import claims, gateways, ingest_counters, quarantine, readings
+from community.db import claims, gateways, ingest_counters, quarantine, readings, write_lock
 from community.ingest import pipeline as pl
 from quartier import reading as rd
 from quartier.claim import PeriodClaim
@@ -168,7 +168,7 @@ def commit_batch(
         else:
             qrows.append(_quarantine_row(msg.topic, msg.payload, verdict, received))
             out.rejected.append(verdict)
-    with engine.begin() as conn:
+    with write_lock(engine), engine.begin() as conn:
         _lock_gateways(conn, set(by_gw) | {c.claim.gateway for _, c in claim_items})
         rows = []
         known = known_links_many(conn, {gw: [s for _, s in pairs] for gw, pairs in by_gw.items()})

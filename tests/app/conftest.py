@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,19 @@ def neighbourhood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(f"http://127.0.0.1:{port}", url, homes, chain, app.state.engine)
 
 
+@pytest.fixture(scope="session")
+def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The neighbourhood without a chain, seeded once; tests work on copies."""
+    path = tmp_path_factory.mktemp("seeded") / "q.sqlite"
+    seed(f"sqlite:///{path}", None)
+    return path
+
+
 @pytest.fixture
-def plain_app(tmp_path: Path) -> Any:
-    """The app over a seeded neighbourhood without a chain, for TestClient tests."""
-    url = f"sqlite:///{tmp_path}/q.sqlite"
-    seed(url, None)
-    return create_app(AppSettings(database_url=url, community=COMMUNITY))
+def plain_app(tmp_path: Path, seeded_file: Path) -> Any:
+    """The app over a fresh copy of the seeded neighbourhood (no chain), for TestClient tests."""
+    for suffix in ("", "-wal", "-shm"):
+        source = seeded_file.with_name(seeded_file.name + suffix)
+        if source.exists():
+            shutil.copy(source, tmp_path / f"q.sqlite{suffix}")
+    return create_app(AppSettings(database_url=f"sqlite:///{tmp_path}/q.sqlite", community=COMMUNITY))

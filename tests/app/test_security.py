@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from appsim import PASSWORD, seed
+from appsim import PASSWORD
 from fastapi.testclient import TestClient
 
 from community.app import AppSettings, create_app, tables
@@ -145,7 +145,7 @@ def test_login_is_rate_limited(plain_app: Any) -> None:
     assert login(client(plain_app), "alice").status_code == 303
 
 
-def test_cookies_and_headers(tmp_path: Any, plain_app: Any) -> None:
+def test_cookies_and_headers(plain_app: Any) -> None:
     c = client(plain_app)
     r = login(c, "bruno")
     cookie = r.headers["set-cookie"]
@@ -157,8 +157,7 @@ def test_cookies_and_headers(tmp_path: Any, plain_app: Any) -> None:
         stored = conn.execute(sa.select(tables.accounts.c.password_hash)).scalars().all()
     assert all(h.startswith("$argon2id$") for h in stored)
 
-    url = f"sqlite:///{tmp_path}/tls.sqlite"
-    seed(url, None)
+    url = str(plain_app.state.settings.database_url)
     tls = TestClient(create_app(AppSettings(database_url=url, https=True)), base_url="https://testserver",
                      follow_redirects=False)
     r = login(tls, "bruno")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from ingest_helpers import COMMUNITY, T0_MS, Gw
@@ -18,7 +19,7 @@ cli.register(app)
 runner = CliRunner()
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Any:
     res = runner.invoke(app, list(args))
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)

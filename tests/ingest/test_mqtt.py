@@ -18,6 +18,7 @@ from community.ingest import store
 from community.ingest.config import IngestConfig, MqttConfig
 from community.ingest.runner import IngestWorker
 from quartier import reading as rd
+from quartier.signing import sign_personal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,7 @@ def test_hostile_messages_are_quarantined_with_their_reason(mosquitto, tmp_path)
     enrol(engine, [a, b], role="production")
     good_a = a.chain(12, dev="inverter")
     good_b = b.chain(5)
-    forged = bytearray(good_a[0].sig)
-    forged[10] ^= 0xFF
+    forged = sign_personal(stranger.key, good_a[0].body)  # a's body, signed by another key
     fork = Gw(1, base_ms=recent)
     fork.head = rd.ChainHead(4, good_a[3].body_hash)
     fork5 = fork.next(dev="inverter", m={"e_imp_wh": 1, "p_w": 1})
@@ -50,7 +50,7 @@ def test_hostile_messages_are_quarantined_with_their_reason(mosquitto, tmp_path)
     msgs += [(a.topic(), good_a[11].envelope()), (a.topic(), good_a[10].envelope())]  # reordered
     msgs += [(b.topic(), s.envelope()) for s in good_b]
     hostile = {
-        "signature_mismatch": [(a.topic(), rd.encode_envelope(good_a[0].body, bytes(forged)))],
+        "signature_mismatch": [(a.topic(), rd.encode_envelope(good_a[0].body, forged))],
         "topic_mismatch": [(b.topic(), good_a[1].envelope())],  # b re-publishing a's reading
         "fork": [(a.topic(), fork5.envelope())],
         "counter_backwards": [(a.topic(), backwards.envelope())],
@@ -160,3 +160,26 @@ def test_two_workers_split_the_stream_and_a_killed_one_loses_nothing(mosquitto, 
     with engine.connect() as conn:
         per_gw = dict(conn.execute(sa.select(readings.c.gw, sa.func.max(readings.c.seq)).group_by(readings.c.gw)).all())
     assert per_gw == {g.address: 400 for g in gws}
+
+
+def test_embedded_broker_without_shared_subscriptions(tmp_path):
+    from community.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker().start()
+    engine = open_db(f"sqlite:///{tmp_path}/e.sqlite")
+    a = Gw(1)
+    enrol(engine, [a])
+    cfg = IngestConfig(community=COMMUNITY, client_id="ingest-embedded", group="", live_every_s=0,
+                       mqtt=MqttConfig(url=broker.url))
+    worker = IngestWorker(cfg, engine)
+    stop = threading.Event()
+    t = threading.Thread(target=worker.run, kwargs={"until": stop.is_set})
+    t.start()
+    try:
+        wait_for(lambda: worker.subscribed, what="subscribed on amqtt")
+        publish(broker.port, [(a.topic(), s.envelope()) for s in a.chain(50)])
+        wait_for(lambda: _count(engine) == 50, what="50 readings stored")
+    finally:
+        stop.set()
+        t.join(30)
+        broker.stop()

@@ -56,6 +56,7 @@ def _login(ctx: Ctx, username: str, password: str) -> tuple[sess.Session | None,
             throttle.failed(keys, now)
             return None, ctx.t("login.failed"), 401
         throttle.succeeded(keys)
+        sess.purge_expired(conn, now=int(time.time()))  # anonymous sessions of the login form
         previous = ctx.session.token if ctx.session and not ctx.via_bearer else None
         return sess.start_session(conn, account, now=int(time.time()), ttl_s=settings.session_ttl_s,
                                   previous_token=previous), "", 200
