@@ -8,7 +8,9 @@ for the CPU. Then `quartier ingest run` starts (1 worker, then 2 workers on a fr
 broker and database) and the rate is measured from the database: the readings stored
 between the first and the last committed batch over the time between them (excluding
 process start-up). Verify-only is `quartier.reading.verify_envelope` (decode + canonical
-check + recover) over the same payloads, in this process.
+check + recover) over the same payloads, in this process. The runs alternate (1 worker,
+2 workers, twice by default) and each figure is the best of its runs: the machine is
+shared, and a busy moment should not decide a figure.
 
 Prints one JSON line last:
 {"ingest_per_s", "verify_only_per_s", "ratio", "ingest_2_workers_per_s"}
@@ -179,18 +181,27 @@ def run(n: int, gateways: int, workers: int, payloads: list[tuple[str, bytes]], 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--readings", type=int, default=40_000)
+    ap.add_argument("--readings", type=int, default=30_000)
     ap.add_argument("--gateways", type=int, default=40)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     addrs, payloads = make_payloads(args.readings, args.gateways)
-    v = max(verify_only(payloads) for _ in range(2))
-    one = run(args.readings, args.gateways, 1, payloads, addrs, args.batch)
-    two = run(args.readings, args.gateways, 2, payloads, addrs, args.batch)
-    print(f"{args.readings} readings from {args.gateways} gateways; verify-only {v:.0f}/s, "
-          f"1 worker {one:.0f}/s, 2 workers {two:.0f}/s", file=sys.stderr)
-    print(json.dumps({"ingest_per_s": round(one), "verify_only_per_s": round(v),
-                      "ratio": round(one / v, 3), "ingest_2_workers_per_s": round(two)}))
+    # The machine is shared: alternate the runs and keep the best of each, so that a busy
+    # moment does not decide a figure (verify-only is measured between the runs too).
+    verify: list[float] = [verify_only(payloads)]
+    one: list[float] = []
+    two: list[float] = []
+    for _ in range(args.rounds):
+        one.append(run(args.readings, args.gateways, 1, payloads, addrs, args.batch))
+        verify.append(verify_only(payloads))
+        two.append(run(args.readings, args.gateways, 2, payloads, addrs, args.batch))
+        verify.append(verify_only(payloads))
+    v, best1, best2 = max(verify), max(one), max(two)
+    print(f"{args.readings} readings from {args.gateways} gateways; verify-only {[round(x) for x in verify]}/s, "
+          f"1 worker {[round(x) for x in one]}/s, 2 workers {[round(x) for x in two]}/s", file=sys.stderr)
+    print(json.dumps({"ingest_per_s": round(best1), "verify_only_per_s": round(v),
+                      "ratio": round(best1 / v, 3), "ingest_2_workers_per_s": round(best2)}))
 
 
 if __name__ == "__main__":

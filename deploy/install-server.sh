@@ -142,6 +142,10 @@ if [ ! -e "$R/etc/quartier/server.env" ]; then
   cat > "$R/etc/quartier/server.env" <<ENV
 # Environment of the Quartier server units (ingest, settlement, web app).
 # QUARTIER_DATABASE_URL=postgresql+psycopg2:///quartier?host=/var/run/postgresql
+# The chain, for settlement (quartier chain deploy prints the ledger address):
+# QUARTIER_RPC_URL=http://127.0.0.1:8545
+# QUARTIER_LEDGER=0x...
+# QUARTIER_SETTLER_KEY_FILE=/etc/quartier/settler.key
 ENV
 fi
 chmod 0640 "$R/etc/quartier/community.toml" "$R/etc/quartier/server.env"

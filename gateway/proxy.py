@@ -85,7 +85,8 @@ class ModbusProxy:
         self.server.server_close()
 
     def stats(self) -> dict[str, Any]:
-        return {"listen": "%s:%d" % self.address, "device": self.cfg.device, **self.counters}
+        host, port = self.address
+        return {"listen": f"{host}:{port}", "device": self.cfg.device, **self.counters}
 
     # --- one local client ---------------------------------------------------------------
 

@@ -110,7 +110,7 @@ class DeviceState:
             "errors": dict(self.errors), "flags": dict(self.flags),
             "last_success_ms": self.last_success_ms, "last_error": self.last_error,
             "last_error_ms": self.last_error_ms, "backoff_s": round(self.backoff_s, 3),
-            "late_polls": self.late,
+            "late_polls": self.late, "skipped_polls": self.skipped,
         }
 
 
@@ -474,7 +474,11 @@ class Gateway:
                           id=f"poll-{p.cfg.name}", next_run_time=_now())
         sched.add_job(write_status_file, "interval", args=[self],
                       seconds=self.cfg.status_interval_s, id="status", next_run_time=_now())
-        sched.add_job(self.claims_due.set, "interval", seconds=30, id="claims",
+        # Look for due periods often enough to claim within a few percent of a period
+        # (every 30 s for daily or hourly claims; faster under a simulated clock).
+        period_s = 86400 if self.cfg.claims.period == "daily" else 3600
+        check_s = max(1.0, min(30.0, period_s / self.clock.speed / 100))
+        sched.add_job(self.claims_due.set, "interval", seconds=check_s, id="claims",
                       next_run_time=_now())
         sched.start()
         self.scheduler = sched

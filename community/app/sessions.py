@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -35,7 +36,11 @@ class Session:
 
 
 class AccountError(ValueError):
-    pass
+    """An account that cannot be created or changed; the message says why."""
+
+
+# The registry's member id syntax, so that a member id is always a valid user name.
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
 def _account(row: sa.Row) -> Account:
@@ -47,8 +52,8 @@ def create_account(conn: sa.Connection, username: str, password: str, *, role: s
                    now: int, lang: str | None = None) -> Account:
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}, expected one of {', '.join(ROLES)}")
-    if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise AccountError(f"user name {username!r} must be 1-64 letters, digits, '.', '-' or '_'")
+    if not _USERNAME.match(username):
+        raise AccountError(f"user name {username!r} must be 1-64 letters, digits, '_', '.', ':' or '-'")
     if role == "member" and not member_id:
         raise AccountError("a member account needs the member id it belongs to")
     try:

@@ -9,6 +9,7 @@ always verified (a private CA file can be given).
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl as ssl_mod
 from collections.abc import Sequence
@@ -103,7 +104,9 @@ def compose(d: DigestInput, sender: str) -> EmailMessage:
     else:
         lines.append("  " + t(lang, "digest.no_requests"))
     lines += ["", "-- ", t(lang, "digest.unsubscribe", url=d.unsubscribe_url)]
-    msg = EmailMessage()
+    # Headers up to RFC 5322's 998 characters: folding a long List-Unsubscribe URL would
+    # turn it into an encoded word that mail clients no longer recognise as a link.
+    msg = EmailMessage(policy=email.policy.default.clone(max_line_length=998))
     msg["Subject"] = f"{t(lang, 'digest.subject')} ({_day(d.start)})"
     msg["From"] = sender
     msg["To"] = d.email

@@ -20,7 +20,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from community.bills import schema
-from community.bills.statement import FUND, BillsError, Metered, Move, PeriodData, parse_tariff
+from community.bills.statement import (
+    FUND,
+    BillsError,
+    Metered,
+    Move,
+    PeriodData,
+    Statement,
+    member_statement,
+    parse_tariff,
+)
 from community.db import members as members_table
 from community.settlement import schema as settle
 
@@ -190,6 +199,13 @@ def load_period(conn: Connection, start: int, end: int) -> PeriodData:
         chain_reconciled=all(r.reconciled is True for r in rows),
         problems=tuple(problems),
     )
+
+
+def statement_for(conn: Connection, member: str, month: str) -> Statement:
+    """A member's statement of a month as it stands now (for the web app's page)."""
+    start, end = month_bounds(month)
+    cfg = settings(conn).get(member)
+    return member_statement(load_period(conn, start, end), member, cfg.tariff_ct_kwh if cfg else None)
 
 
 # --- member settings --------------------------------------------------------------------

@@ -41,11 +41,13 @@ def ledger() -> Artifact:
 
 @cache
 def error_selectors() -> dict[bytes, dict[str, Any]]:
-    """4-byte selector -> ABI entry of every custom error the ledger can raise."""
+    """4-byte selector -> ABI entry of every custom error the contracts can raise."""
     from quartier.hashing import keccak256
 
     out: dict[bytes, dict[str, Any]] = {}
-    for entry in ledger().abi:
+    # Every deployed contract's errors: the community's contracts bubble up the ledger's.
+    names = sorted(p.stem for p in ARTIFACTS_DIR.glob("*.json"))
+    for entry in (e for name in names for e in load(name).abi):
         if entry.get("type") == "error":
             sig = f"{entry['name']}({','.join(_abi_type(i) for i in entry['inputs'])})"
             out[keccak256(sig.encode())[:4]] = entry

@@ -44,6 +44,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps a stopped worker's messages
 REGISTRY_REFRESH_S = 10.0
 PENDING_CLAIMS_EVERY_S = 30.0
 RECONNECT_MAX_S = 30.0
+SHUTDOWN_GRACE_S = 30.0
 
 
 class IngestWorker:
@@ -321,8 +322,10 @@ class IngestWorker:
                 self._collect()
                 self.client.loop_misc()
                 self._periodic()
-            # Let the batches already verified reach the database and their acks the broker.
-            while self._inflight:
+            # Let the batches already verified reach the database and their acks the broker
+            # (not forever: a batch the database keeps refusing stays unacknowledged).
+            deadline = time.monotonic() + SHUTDOWN_GRACE_S
+            while self._inflight and time.monotonic() < deadline:
                 self._collect()
                 if self._inflight:
                     select.select([self._wake_r], [], [], 0.5)

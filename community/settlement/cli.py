@@ -48,10 +48,13 @@ def settle_cmd(
     period: str = typer.Option(..., "--period", help="the day to settle, YYYY-MM-DD (UTC)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="build and print, write nothing"),
     key: str = typer.Option("prorata", "--key", help="allocation key"),
-    database_url: str | None = typer.Option(None, "--database-url"),
-    rpc_url: str | None = typer.Option(None, "--rpc-url", help="chain node JSON-RPC URL"),
-    ledger: str | None = typer.Option(None, "--ledger", help="ledger contract address"),
-    key_file: Path | None = typer.Option(None, "--key-file", help="settler's private key (hex)"),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="QUARTIER_DATABASE_URL"),
+    rpc_url: str | None = typer.Option(None, "--rpc-url", envvar="QUARTIER_RPC_URL",
+                                       help="chain node JSON-RPC URL"),
+    ledger: str | None = typer.Option(None, "--ledger", envvar="QUARTIER_LEDGER",
+                                      help="ledger contract address"),
+    key_file: Path | None = typer.Option(None, "--key-file", envvar="QUARTIER_SETTLER_KEY_FILE",
+                                         help="settler's private key (hex)"),
 ) -> None:
     """Settle a period: allocate, net, submit the batch on chain, reconcile. Idempotent."""
     from community.db import DatabaseError, open_db

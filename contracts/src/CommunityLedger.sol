@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Balances} from "./Balances.sol";
-import {Payments} from "./Payments.sol";
+import {Operators} from "./Operators.sol";
 import {Settlement} from "./Settlement.sol";
 
 /// A community's ledger: registry, balances, settlement batches and member payments in
@@ -11,7 +11,7 @@ import {Settlement} from "./Settlement.sol";
 /// The parts are separate files, each one idea; the deployer gets every role and hands
 /// them out (registrar and settler to the community server, board to the board, governor
 /// to the governance process).
-contract CommunityLedger is Settlement, Payments {
+contract CommunityLedger is Settlement, Operators {
     constructor(bytes32 community, address admin, address fund)
         Balances(fund)
         Settlement(community)

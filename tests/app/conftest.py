@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from appsim import COMMUNITY, Served, _Server, free_port, seed
 
 from community.app import AppSettings, create_app
+
+from .appsim import COMMUNITY, Served, _Server, free_port, seed
 
 
 @pytest.fixture(scope="session")

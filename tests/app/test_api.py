@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from appsim import DAY2, NOON2, PASSWORD
 from fastapi.testclient import TestClient
 
 from community.app import tables
+
+from .appsim import DAY2, NOON2, PASSWORD
 
 
 def api(app: Any, user: str) -> TestClient:

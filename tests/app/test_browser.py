@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from appsim import ARTIFACTS, DAY1, DAY2, NOON2, PASSWORD, STEP, Served
 
 from community.app import tables
 from community.db import gateways, readings
+
+from .appsim import ARTIFACTS, DAY1, DAY2, NOON2, PASSWORD, STEP, Served
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from appsim import PASSWORD
 from fastapi.testclient import TestClient
 
 from community.app import AppSettings, create_app, tables
 from community.app.web import SESSION_COOKIE
+
+from .appsim import PASSWORD
 
 
 def client(app: Any, lang: str = "en") -> TestClient:

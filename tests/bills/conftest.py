@@ -7,9 +7,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from billsim import Month, build_month
 
 from community.db import open_db
+from tests.bills.billsim import Month, build_month
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from billsim import Month, free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,6 +27,7 @@ from community.bills.ledger import set_member, settings, unsubscribe
 from community.bills.statement import BillsError
 from community.settlement.run import period_bounds
 from quartier.cli import app
+from tests.bills.billsim import Month, free_port
 
 WEEK_END = period_bounds("2024-06-06")[0]
 
@@ -55,10 +55,12 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage, bool]] = []
+        self.raw: list[bytes] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)
         self.messages.append((list(envelope.rcpt_tos), msg, session.ssl is not None))
+        self.raw.append(envelope.content)
         return "250 OK"
 
 
@@ -89,8 +91,9 @@ def _market(month: Month) -> None:
         conn.execute(tables.offers.insert().values(
             member_id="erin", kind="hours", description="Old offer", unit="HOUR", quantity=100,
             status="open", created_at=WEEK_END - 86400, expires_at=WEEK_END - 3600))
+        offer_id = ins.inserted_primary_key[0]  # type: ignore[index]
         conn.execute(tables.trades.insert().values(
-            offer_id=ins.inserted_primary_key[0], buyer="bob", seller="alice", unit="KG",
+            offer_id=offer_id, buyer="bob", seller="alice", unit="KG",
             quantity=1000, pay_unit="HOUR", pay_amount=25, description="Courgettes du jardin",
             status="awaiting", created_at=WEEK_END - 3600))
         set_member(conn, "bob", lang="en", email="bob@example.org")
@@ -122,6 +125,9 @@ def test_digest_over_starttls_in_each_members_language(month: Month, smtp: tuple
     token = settings_token(month, "bob")
     assert f"https://quartier.example/bills/unsubscribe?token={token}" in body
     assert bob["List-Unsubscribe"] == f"<https://quartier.example/bills/unsubscribe?token={token}>"
+    # the link is in the header as is, not as an encoded word that clients would not follow
+    assert all(b"\nList-Unsubscribe: <https://quartier.example/bills/unsubscribe?token=" in raw
+               for raw in inbox.raw)
 
     carol, _ = got["carol@example.org"]
     text = carol.get_content()

@@ -9,7 +9,6 @@ import zipfile
 from decimal import Decimal
 from pathlib import Path
 
-from billsim import METERS, Month
 from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import load_workbook
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from community.bills.report import board_report, dso_rows, fund_allocation
 from quartier.cli import app
+from tests.bills.billsim import METERS, Month
 
 MONTH = "2024-06"
 
@@ -29,7 +29,7 @@ def test_board_report_and_accountant_zip(month: Month, tmp_path: Path) -> None:
     with month.engine.begin() as conn:
         o1 = conn.execute(tables.offers.insert().values(
             member_id="erin", kind="hours", description="Bike repair", unit="HOUR", quantity=200,
-            status="open", created_at=june, category="repairs")).inserted_primary_key[0]
+            status="open", created_at=june, category="repairs")).inserted_primary_key[0]  # type: ignore[index]
         conn.execute(tables.trades.insert().values(
             offer_id=o1, buyer="bob", seller="erin", unit="HOUR", quantity=150, pay_unit="KWH",
             pay_amount=1500, description="Bike repair", status="settled", created_at=june + 60))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from conftest import DAY, HOUR, KWH, Chain
+from tests.chain.conftest import DAY, HOUR, KWH, Chain
 
 from community.chain import devnet, schema
 from community.chain.indexer import Indexer

@@ -4,7 +4,7 @@ contract, which must match the model to the base unit and keep every unit zero-s
 from __future__ import annotations
 
 import pytest
-from conftest import DAY, HOUR, Chain
+from tests.chain.conftest import DAY, HOUR, Chain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

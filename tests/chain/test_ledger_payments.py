@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 
 import pytest
-from conftest import DAY, HOUR, Chain, key
+from tests.chain.conftest import DAY, HOUR, Chain, key
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_account.messages import encode_typed_data

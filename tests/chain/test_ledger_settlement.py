@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import DAY, HOUR, KWH, Chain, key
+from tests.chain.conftest import DAY, HOUR, KWH, Chain, key
 
 from community.chain.client import ChainClient, LedgerRevert, Submission
 from community.chain.intents import Entry, compact_signature

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import free_port, mosquitto_binary, wait_port
+from tests.conftest import free_port, mosquitto_binary, wait_port
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 

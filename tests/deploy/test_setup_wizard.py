@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_port
+from tests.conftest import free_port, wait_port
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from hypothesis import given

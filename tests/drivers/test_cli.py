@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from drivers_helpers import CAPTURES
+from tests.drivers.drivers_helpers import CAPTURES
 from typer.testing import CliRunner
 
 from quartier.cli import app

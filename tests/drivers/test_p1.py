@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from drivers_helpers import CAPTURES
+from tests.drivers.drivers_helpers import CAPTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

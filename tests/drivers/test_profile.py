@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from drivers_helpers import free_port, start, stop, wait_port
+from tests.drivers.drivers_helpers import free_port, start, stop, wait_port
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.modbus_line import Endpoint, ModbusLine

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import serial
-from drivers_helpers import QUARTIER, sim_pty  # noqa: F401  (fixture)
+from tests.drivers.drivers_helpers import QUARTIER, sim_pty  # noqa: F401  (fixture)
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.base import DeviceError

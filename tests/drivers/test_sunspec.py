@@ -11,7 +11,7 @@ import struct
 import pytest
 import sunspec2
 import sunspec2.device as ssdevice
-from drivers_helpers import image_server  # noqa: F401  (fixture)
+from tests.drivers.drivers_helpers import image_server  # noqa: F401  (fixture)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -134,7 +134,7 @@ def test_base_address_zero_and_positive_scale_factors(image_server) -> None:  # 
 
 
 def test_nothing_listening_is_a_connection_error() -> None:
-    from drivers_helpers import free_port
+    from tests.drivers.drivers_helpers import free_port
 
     dev = open_device(DeviceSpec("inv", "sunspec", f"tcp://127.0.0.1:{free_port()}", None, 1,
                                  "production", timeout_s=0.5))

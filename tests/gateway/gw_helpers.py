@@ -91,7 +91,8 @@ class Subscriber:
         self.payloads: list[bytes] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-sub-{port}", clean_session=False)
+                                  client_id=f"test-sub-{port}-{topic.rsplit('/', 1)[-1]}",
+                                  clean_session=False)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)

@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import typer
-from ingest_helpers import COMMUNITY, T0_MS, Gw
 from typer.testing import CliRunner
 
 from community import cli
 from community.db import open_db
 from community.ingest import pipeline as pl
 from community.ingest import store
+from tests.ingest.ingest_helpers import COMMUNITY, T0_MS, Gw
 
 app = typer.Typer()
 cli.register(app)

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_port
-from ingest_helpers import COMMUNITY, T0_MS, Gw, enrol
 
 from community.db import open_db
 from community.ingest import pipeline as pl
 from community.ingest import store
 from community.ingest.config import InfluxConfig
 from community.ingest.influx import InfluxExporter
+from tests.conftest import free_port, wait_port
+from tests.ingest.ingest_helpers import COMMUNITY, T0_MS, Gw, enrol
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import sqlalchemy as sa
-from ingest_helpers import COMMUNITY, T0_MS, Gw, Subscriber, enrol, prime_session, publish, wait_for
 
 from community.db import open_db, readings
 from community.ingest import store
@@ -19,6 +18,16 @@ from community.ingest.config import IngestConfig, MqttConfig
 from community.ingest.runner import IngestWorker
 from quartier import reading as rd
 from quartier.signing import sign_personal
+from tests.ingest.ingest_helpers import (
+    COMMUNITY,
+    T0_MS,
+    Gw,
+    Subscriber,
+    enrol,
+    prime_session,
+    publish,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

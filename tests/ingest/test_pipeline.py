@@ -7,10 +7,10 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_helpers import COMMUNITY, T0_MS, Gw
 
 from community.ingest import pipeline as pl
 from quartier import reading as rd
+from tests.ingest.ingest_helpers import COMMUNITY, T0_MS, Gw
 
 NOW = T0_MS + 86_400_000
 TOPICS = pl.Topics(COMMUNITY)

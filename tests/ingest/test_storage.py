@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from ingest_helpers import COMMUNITY, T0_MS, Gw, enrol
 
 from community import registry
 from community.db import open_db, readings
 from community.ingest import pipeline as pl
 from community.ingest import store
+from tests.ingest.ingest_helpers import COMMUNITY, T0_MS, Gw, enrol
 
 TOPICS = pl.Topics(COMMUNITY)
 NOW = T0_MS + 86_400_000

@@ -7,7 +7,7 @@ import time
 
 import sunspec2.modbus.client as ssclient
 from pymodbus.client import ModbusTcpClient
-from sim_helpers import sunspec_sim  # noqa: F401  (fixture)
+from tests.sim.sim_helpers import sunspec_sim  # noqa: F401  (fixture)
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.base import DeviceError
