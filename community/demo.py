@@ -181,7 +181,9 @@ class DemoOptions:
 
 
 def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
-    """Run the neighbourhood for `hours` of simulated time, settle it, return the summary."""
+    """Run the neighbourhood for `hours` of simulated time, settle it, return the summary.
+    Unless headless, the web app is served from the start, in this process (the
+    in-process EVM lives here)."""
     import sqlalchemy as sa
 
     from community import registry
@@ -201,7 +203,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
 
     engine = open_db(database_url)
     chain = ChainClient(opts.rpc_url, ANVIL_DEV_KEY if opts.rpc_url else None)
-    deployment = chain.deploy(COMMUNITY)
+    chain.deploy(COMMUNITY)
     say(f"ledger deployed at {chain.ledger_address} ({'node ' + opts.rpc_url if opts.rpc_url else 'in-process EVM'})")
     period_start_s = p.origin_ms // 1000
 
@@ -233,6 +235,9 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         chain.register_gateway(gk.address, account, home.meter_point, active_from=period_start_s - 86400)
         runtimes.append(HomeRuntime(home, gk.address, account, hdir / "gateway.toml"))
     say(f"{len(p.homes)} homes enrolled ({len(p.producers)} with panels)")
+    if not opts.headless:
+        _start_app(opts, p, database_url, chain)
+        say(f"web app on http://127.0.0.1:{opts.port}/ — it fills up as the day runs")
 
     env = {**os.environ, SIM_CLOCK_ENV: "", "TZ": "UTC", "PYTHONUNBUFFERED": "1"}
     procs = Processes(workdir / "logs", env)
@@ -298,16 +303,61 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
     from community.ingest.store import recheck_pending_claims
 
     recheck_pending_claims(engine)
+    orders = _neighbourly_acts(engine, p)
     periods = _periods(p, claim_period)
     results = []
     for start, end in periods:
         try:
-            results.append(settle_run.settle_period(engine, start, end, client=chain))
+            results.append(settle_run.settle_period(
+                engine, start, end, client=chain, options=settle_run.SettleOptions(orders=orders)))
         except settle_run.SettlementError as exc:
             raise DemoError(f"settlement of the period starting {start} failed: {exc}") from None
     say(f"settled {len(results)} period(s) on the ledger")
-    return _summary(engine, chain, p, runtimes, results, readings_seen, deployment, workdir,
-                    member_keys)
+    trades = _market_day(engine, p)
+    summary = _summary(engine, chain, p, runtimes, results, readings_seen, workdir)
+    summary["trades"] = trades
+    summary["database_url"] = database_url
+    summary["ledger"] = chain.ledger_address
+    return summary
+
+
+def _neighbourly_acts(engine: Any, p: DemoPlan) -> list[Any]:
+    """A standing donation, as a member sets it in the app: the first producer gives a
+    tenth of their export to a neighbour without panels. Settlement executes it."""
+    from community.app import services
+    from community.settlement.netting import StandingOrder
+
+    services.init_app_tables(engine)
+    donor = p.producers[0].member
+    beneficiary = next(h.member for h in reversed(p.homes) if not h.producer)
+    with engine.begin() as conn:
+        if not services.donation_orders(conn, donor)["given"]:
+            services.create_donation(conn, donor, beneficiary, share_bp=1000, now=int(time.time()))
+        return [StandingOrder(d, b, wh=0, share_bp=share) if share else StandingOrder(d, b, wh=wh)
+                for d, b, wh, share in services.standing_orders(conn)]
+
+
+def _market_day(engine: Any, p: DemoPlan) -> int:
+    """Neighbours trade: an hour of bike repair offered, local energy bought with hours."""
+    from community.app import services
+
+    now = int(time.time())
+    consumers = [h for h in p.homes if not h.producer]
+    producer = p.producers[0]
+    n = 0
+    with engine.begin() as conn:
+        if services.trades_of(conn, producer.member):
+            return len(services.trades_of(conn, producer.member))
+        energy = services.create_offer(conn, producer.member, "energy",
+                                       "Surplus from my roof, this week", 20_000, now)
+        repair = services.create_offer(conn, consumers[0].member, "hours",
+                                       "Bike repair, one hour", 100, now)
+        services.take_offer(conn, consumers[0].member, energy, 5_000, "HOUR", now)
+        n += 1
+        t = services.take_offer(conn, producer.member, repair, 100, "HOUR", now)
+        services.confirm_trade(conn, producer.member, int(t["id"]), now)  # type: ignore[call-overload]
+        n += 1
+    return n
 
 
 def _claims_count(conn: Any, sa: Any, start: int, end: int) -> int:
@@ -364,8 +414,7 @@ def _start_home(procs: Processes, rt: HomeRuntime, p: DemoPlan, mqtt_url: str, c
 
 
 def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
-             results: list[dict[str, Any]], readings: int, deployment: Any, workdir: Path,
-             member_keys: dict[str, Any]) -> dict[str, Any]:
+             results: list[dict[str, Any]], readings: int, workdir: Path) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from community.db import claims
@@ -380,6 +429,9 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         sql_balances = settle_run.balances(conn)
         accounts = {r.member_id: r.address for r in conn.execute(
             sa.select(settle_run.schema.settle_accounts)).all()}
+        mv = settle_run.schema.settle_movements
+        donated = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(mv.c.amount), 0)).where(
+            mv.c.reason == "donation", mv.c.amount > 0)).scalar_one()
     shared = sum(int(r.get("allocated_wh", 0)) for r in results)
     to_grid = sum(int(r.get("exported_to_grid_wh", 0)) for r in results)
     from_grid = sum(int(r.get("imported_from_grid_wh", 0)) for r in results)
@@ -405,6 +457,7 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         "kwh_settled": kwh_settled,
         "chain_equals_sql": chain_equals_sql,
         "certificate_verified": certificate_verified,
+        "donated_wh": int(donated),
     }
 
 
@@ -459,6 +512,36 @@ def demo_cmd(
         return
     _print_table(summary)
     typer.echo(json.dumps(summary))
+    p = plan(opts.homes, opts.hours, opts.speed, opts.seed)
+    typer.echo(f"The neighbourhood's web app: http://127.0.0.1:{opts.port}/  (Ctrl-C to stop)")
+    typer.echo(f"Demo accounts (password {DEMO_PASSWORD!r}):")
+    for h in p.homes:
+        role = "board, " if h.index == 0 else ""
+        typer.echo(f"  {h.member:<10} {role}{'panels' if h.producer else h.meter} — {h.name}")
+    typer.echo("  operator   grid operator (certificates)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
+def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any) -> None:
+    """Serve the web app from a thread while the demo runs, and after it."""
+    import uvicorn
+
+    from community.app import AppSettings, create_app
+    from community.app.sessions import ensure_member_accounts
+
+    application = create_app(AppSettings(database_url=database_url, community="Quartier démo",
+                                         chain=chain))
+    with application.state.engine.begin() as conn:
+        ensure_member_accounts(conn, DEMO_PASSWORD, now=int(time.time()),
+                               board=(p.homes[0].member,), operator="operator")
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=opts.port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, name="web-app", daemon=True).start()
+    _wait_port(opts.port, 30, "the web app")
 
 
 def _print_table(s: dict[str, Any]) -> None:

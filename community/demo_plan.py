@@ -75,7 +75,10 @@ def plan(homes: int, hours: int, speed: float, seed: int = 7) -> DemoPlan:
         login = login if i < len(FIRST_NAMES) else f"{login}{i // len(FIRST_NAMES)}"
         out.append(Home(index=i, member=login, name=first, meter_point=f"2{rng.randrange(10**13):013d}",
                         producer=producer, meter=meter, seed=seed * 1000 + i))
-    origin_ms = calendar.timegm((*DEMO_DAY, 0, 0, 0)) * 1000
+    # A whole day starts at midnight; a shorter window is centred on midday, when the
+    # panels produce and the neighbours share.
+    start_hour = 0 if hours >= 24 else max(0, 12 - (hours + 1) // 2)
+    origin_ms = calendar.timegm((*DEMO_DAY, start_hour, 0, 0)) * 1000
     if speed == 0:
         return DemoPlan(tuple(out), origin_ms, hours, FAST_SPEED, FAST_POLL_S)
     # One reading every ~8 simulated minutes whatever the speed, but not faster than 4/s.

@@ -53,6 +53,7 @@ class Trade:
     offer_hash: bytes
     maker: str
     taker: str
+    nonce: int
     give: int
     amount: int
     want: int
@@ -104,7 +105,8 @@ class ExchangeClient(Part):
                             taker_sig)
         (ev,) = self.events(receipt, "Traded")
         a: Any = ev["args"]
-        return Trade(tx_hash(receipt), bytes(a["offer"]), str(a["maker"]), str(a["taker"]), int(a["give"]),
+        return Trade(tx_hash(receipt), bytes(a["offer"]), str(a["maker"]), str(a["taker"]), int(a["nonce"]),
+                     int(a["give"]),
                      int(a["amount"]), int(a["want"]), int(a["price"]))
 
     def sign_cancel(self, key: PrivateKey, maker: str, nonce: int, deadline: int) -> bytes:

@@ -54,11 +54,54 @@ class Endpoint:
         return f"{self.host}@{self.port}"
 
 
+# Error classes counted per line and per unit; `gateway status` shows them.
+ERROR_KINDS = ("timeout", "checksum", "frame", "exception", "connection")
+
+
 @dataclass
 class LineStats:
+    """What happened on one line since it was opened: exact counts, no sampling."""
+
     requests: int = 0
     busy_s: float = 0.0
+    reconnects: int = 0  # connections made after the first one
     errors: dict[str, int] = field(default_factory=dict)
+    by_unit: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, kind: str, unit: int | None = None) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if unit is not None:
+            per = self.by_unit.setdefault(unit, {})
+            per[kind] = per.get(kind, 0) + 1
+
+    def ok(self, unit: int) -> None:
+        per = self.by_unit.setdefault(unit, {})
+        per["ok"] = per.get("ok", 0) + 1
+
+
+class ChecksumError(Exception):
+    """An RTU answer arrived complete but its CRC is wrong (noise, a collision on the bus)."""
+
+
+def _counting_rtu_framer() -> Any:
+    """pymodbus's RTU framer, failing at once on a complete frame with a bad CRC.
+
+    pymodbus drops such a frame silently and waits for the full timeout, so a noisy line
+    would look like a dead one; here it is reported as a checksum error straight away (no
+    other answer can follow on a master/slave bus) and counted as such.
+    """
+    from pymodbus.framer import FramerRTU
+    from pymodbus.pdu import DecodePDU
+
+    class CountingFramerRTU(FramerRTU):
+        def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+            used, dev_id, tid, frame = super().decode(data)
+            if used and not frame:
+                # only the CRC check consumes bytes without giving a frame
+                raise ChecksumError(f"RTU frame with a bad CRC: {data.hex(' ')}")
+            return used, dev_id, tid, frame
+
+    return CountingFramerRTU(DecodePDU(False))
 
 
 class ModbusLine:
@@ -75,9 +118,11 @@ class ModbusLine:
         self.users = 0
         self._client: Any = None
         self._connected = False
+        self._ever_connected = False
         self._next_connect = 0.0
         self._backoff = RECONNECT_MIN_S
         self._last_frame_end = 0.0
+        self._rx_bytes = 0
         if endpoint.kind == "rtu":
             char_s = RTU_BITS_PER_CHAR / endpoint.port
             self.gap_s = max(RTU_CHARS_GAP * char_s, 0.00175)
@@ -103,6 +148,11 @@ class ModbusLine:
                 with self.lock:
                     self._close()
 
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._rx_bytes = len(data)
+        return data
+
     def _make_client(self) -> Any:
         from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
@@ -113,14 +163,19 @@ class ModbusLine:
                 timeout=self.timeout_s,
                 retries=0,
                 reconnect_delay=0,
+                trace_packet=self._trace_packet,
             )
-        return ModbusSerialClient(
+        client = ModbusSerialClient(
             self.endpoint.host,
             baudrate=self.endpoint.port,
             timeout=self.timeout_s,
             retries=0,
             reconnect_delay=0,
+            trace_packet=self._trace_packet,
         )
+        client.framer = _counting_rtu_framer()
+        client.transaction.framer = client.framer
+        return client
 
     def _close(self) -> None:
         if self._client is not None:
@@ -146,18 +201,17 @@ class ModbusLine:
             self._backoff = min(self._backoff * 2, RECONNECT_MAX_S)
             self._close()
             raise DeviceError(f"{self.endpoint}: cannot connect", kind="connection")
+        if self._ever_connected:
+            self.stats.reconnects += 1
+        self._ever_connected = True
         self._connected = True
         self._backoff = RECONNECT_MIN_S
 
-    def _count(self, kind: str) -> None:
-        self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
+    def _count(self, kind: str, unit: int | None = None) -> None:
+        self.stats.count(kind, unit)
 
-    def read_holding(self, address: int, count: int, unit: int) -> list[int]:
-        """One read holding registers request (function 3)."""
-        return self.read_registers("holding", address, count, unit)
-
-    def read_registers(self, table: str, address: int, count: int, unit: int) -> list[int]:
-        """One read request: table "holding" (function 3) or "input" (function 4)."""
+    def _transact(self, unit: int, what: str, call: Any) -> Any:
+        """Run one request under the lock: gap, timing, error classes. Returns the PDU."""
         from pymodbus.exceptions import ConnectionException, ModbusIOException
 
         with self.lock:
@@ -167,22 +221,26 @@ class ModbusLine:
                 if wait > 0:
                     time.sleep(wait)
             start = time.monotonic()
+            self._rx_bytes = 0
             try:
-                if table == "input":
-                    rr = self._client.read_input_registers(address, count=count, device_id=unit)
-                else:
-                    rr = self._client.read_holding_registers(address, count=count, device_id=unit)
+                return call()
+            except ChecksumError:
+                self._count("checksum", unit)
+                raise DeviceError(
+                    f"{self.endpoint} unit {unit}: answer with a bad CRC {what}", kind="checksum"
+                ) from None
             except ModbusIOException as exc:
-                self._count("timeout")
+                # bytes came but never made a frame: a truncated answer, not silence
+                kind = "frame" if self._rx_bytes else "timeout"
+                self._count(kind, unit)
                 # a late answer would be taken for the next request's: start afresh
                 self._close()
+                detail = "incomplete answer" if kind == "frame" else "no answer"
                 raise DeviceError(
-                    f"{self.endpoint} unit {unit}: no answer reading {count} registers at "
-                    f"{address} ({exc})",
-                    kind="timeout",
+                    f"{self.endpoint} unit {unit}: {detail} {what} ({exc})", kind=kind
                 ) from None
             except ConnectionException as exc:
-                self._count("connection")
+                self._count("connection", unit)
                 self._close()
                 raise DeviceError(
                     f"{self.endpoint}: connection lost ({exc})", kind="connection"
@@ -192,19 +250,54 @@ class ModbusLine:
                 self._last_frame_end = end
                 self.stats.requests += 1
                 self.stats.busy_s += end - start
-            if rr.isError():
-                code = getattr(rr, "exception_code", None)
-                self._count("exception")
-                raise DeviceError(
-                    f"{self.endpoint} unit {unit}: exception response {code} reading {count} "
-                    f"registers at {address}",
-                    kind="exception",
-                )
-            regs = list(rr.registers)
-            if len(regs) < count:
-                self._count("frame")
-                raise DeviceError(
-                    f"{self.endpoint} unit {unit}: short answer, {len(regs)} of {count} registers",
-                    kind="frame",
-                )
-            return regs[:count]
+
+    def read_holding(self, address: int, count: int, unit: int) -> list[int]:
+        """One read holding registers request (function 3)."""
+        return self.read_registers("holding", address, count, unit)
+
+    def read_registers(self, table: str, address: int, count: int, unit: int) -> list[int]:
+        """One read request: table "holding" (function 3) or "input" (function 4)."""
+        what = f"reading {count} registers at {address}"
+
+        def call() -> Any:
+            if table == "input":
+                return self._client.read_input_registers(address, count=count, device_id=unit)
+            return self._client.read_holding_registers(address, count=count, device_id=unit)
+
+        rr = self._transact(unit, what, call)
+        if rr.isError():
+            code = getattr(rr, "exception_code", None)
+            self._count("exception", unit)
+            raise DeviceError(
+                f"{self.endpoint} unit {unit}: exception response {code} {what}",
+                kind="exception",
+            )
+        regs = list(rr.registers)
+        if len(regs) < count:
+            self._count("frame", unit)
+            raise DeviceError(
+                f"{self.endpoint} unit {unit}: short answer, {len(regs)} of {count} registers",
+                kind="frame",
+            )
+        self.stats.ok(unit)
+        return regs[:count]
+
+    def execute(self, request: Any) -> Any:
+        """Forward any request PDU (the Modbus proxy): an exception response is returned
+        unchanged to the caller, not raised; no answer or a bad frame raises DeviceError."""
+        unit = int(getattr(request, "dev_id", 0))
+        what = f"forwarding function {getattr(request, 'function_code', '?')}"
+        response = self._transact(unit, what, lambda: self._client.execute(False, request))
+        if response.isError():
+            self._count("exception", unit)
+        else:
+            self.stats.ok(unit)
+        return response
+
+    def counters(self, unit: int | None = None) -> dict[str, int]:
+        """Error counts by class for the line, or for one unit on it (with "ok" answers)."""
+        src = self.stats.errors if unit is None else self.stats.by_unit.get(unit, {})
+        out = {k: src.get(k, 0) for k in ERROR_KINDS}
+        if unit is not None:
+            out["ok"] = src.get("ok", 0)
+        return out

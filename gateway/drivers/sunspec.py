@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from gateway.drivers.base import DeviceError, Measurement
 
@@ -54,6 +55,7 @@ _INVERTER_INT_POINTS: dict[str, Point] = {
     "AphB": (4, "u16", "A_SF"),
     "AphC": (5, "u16", "A_SF"),
     "A_SF": (6, "sf", None),
+    "PPVphAB": (7, "u16", "V_SF"),
     "PhVphA": (10, "u16", "V_SF"),
     "PhVphB": (11, "u16", "V_SF"),
     "PhVphC": (12, "u16", "V_SF"),
@@ -64,6 +66,8 @@ _INVERTER_INT_POINTS: dict[str, Point] = {
     "Hz_SF": (17, "sf", None),
     "VA": (18, "s16", "VA_SF"),
     "VA_SF": (19, "sf", None),
+    "PF": (22, "s16", "PF_SF"),
+    "PF_SF": (23, "sf", None),
     "WH": (24, "acc32", "WH_SF"),
     "WH_SF": (26, "sf", None),
     "St": (38, "u16", None),
@@ -73,12 +77,14 @@ _INVERTER_FLOAT_POINTS: dict[str, Point] = {
     "AphA": (4, "f32", None),
     "AphB": (6, "f32", None),
     "AphC": (8, "f32", None),
+    "PPVphAB": (10, "f32", None),
     "PhVphA": (16, "f32", None),
     "PhVphB": (18, "f32", None),
     "PhVphC": (20, "f32", None),
     "W": (22, "f32", None),
     "Hz": (24, "f32", None),
     "VA": (26, "f32", None),
+    "PF": (30, "f32", None),
     "WH": (32, "f32", None),
     "St": (48, "u16", None),
 }
@@ -102,6 +108,8 @@ _METER_INT_POINTS: dict[str, Point] = {
     "W_SF": (22, "sf", None),
     "VA": (23, "s16", "VA_SF"),
     "VA_SF": (27, "sf", None),
+    "PF": (33, "s16", "PF_SF"),
+    "PF_SF": (37, "sf", None),
     "TotWhExp": (38, "acc32", "TotWh_SF"),
     "TotWhImp": (46, "acc32", "TotWh_SF"),
     "TotWh_SF": (54, "sf", None),
@@ -121,6 +129,7 @@ _METER_FLOAT_POINTS: dict[str, Point] = {
     "WphB": (32, "f32", None),
     "WphC": (34, "f32", None),
     "VA": (36, "f32", None),
+    "PF": (52, "f32", None),
     "TotWhExp": (60, "f32", None),
     "TotWhImp": (68, "f32", None),
 }
@@ -184,11 +193,37 @@ def decode_common(regs: Sequence[int]) -> Identity:
     return Identity(fields["Mn"], fields["Md"], fields["Vr"], fields["SN"])
 
 
-def _raw(regs: Sequence[int], offset: int, kind: str) -> float | int | None:
-    """A point's raw value, or None when the device marks it not implemented."""
-    if offset >= len(regs) or (kind in ("acc32", "f32") and offset + 1 >= len(regs)):
+@dataclass(frozen=True)
+class Correction:
+    """How to read one point of a device that bends SunSpec (a vendor quirk, see quirk.py).
+
+    Register-level corrections (`offset`, `word_order`, `sf`) change how the point is taken
+    from the response; value-level ones (`mul`/`div`, `absolute`) are applied after scaling.
+    """
+
+    point: str
+    offset: int = 0  # the device puts the point this many registers away from the model's place
+    sf: int | None = None  # ignore the device's scale factor register for this point, use this
+    word_order: str = "big"  # "little": a 32-bit point comes low word first
+    mul: int = 1  # value x mul / div after scaling: a wrong unit, a power factor as a fraction
+    div: int = 1
+    absolute: bool = False  # a counter the device reports negative
+
+
+Corrections = Mapping[str, Correction]
+# One response: (offset of its first register from the model's ID register, its registers).
+Block = tuple[int, Sequence[int]]
+
+
+def _width(kind: str) -> int:
+    return 2 if kind in ("acc32", "f32") else 1
+
+
+def _raw(regs: Sequence[int], at: int, kind: str, word_order: str = "big") -> float | int | None:
+    """A point's raw value at index `at`, or None when the device marks it not implemented."""
+    if at < 0 or at + _width(kind) > len(regs):
         return None
-    r = regs[offset]
+    r = regs[at]
     if kind == "u16":
         return None if r == 0xFFFF else r
     if kind in ("s16", "sf"):
@@ -198,7 +233,8 @@ def _raw(regs: Sequence[int], offset: int, kind: str) -> float | int | None:
         if kind == "sf" and not -10 <= value <= 10:
             raise SunSpecError(f"SunSpec scale factor {value} outside -10..10")
         return value
-    pair = (r << 16) | regs[offset + 1]
+    hi, lo = (regs[at + 1], r) if word_order == "little" else (r, regs[at + 1])
+    pair = (hi << 16) | lo
     if kind == "acc32":
         return pair
     (f,) = struct.unpack(">f", struct.pack(">I", pair))
@@ -206,60 +242,87 @@ def _raw(regs: Sequence[int], offset: int, kind: str) -> float | int | None:
 
 
 def _scaled(value: float | int, sf: int, exponent: int) -> int:
-    """value × 10^(sf + exponent) as an exact integer (round half to even)."""
+    """value x 10^(sf + exponent) as an exact integer (round half to even)."""
     if isinstance(value, float):
-        return round(value * 10**exponent)
-    e = sf + exponent
-    if e >= 0:
-        return value * 10**e
-    d = 10**-e
-    q, r = divmod(value, d)
-    if r * 2 > d or (r * 2 == d and q % 2):
-        q += 1
-    return q
+        return round(Fraction(value) * 10**exponent)
+    return round(Fraction(value) * Fraction(10) ** (sf + exponent))
 
 
-def decode_points(model_id: int, regs: Sequence[int]) -> dict[str, int | float]:
-    """Raw point values (scale factors not applied) of a model block from its ID register."""
-    if not regs or regs[0] != model_id:
-        raise SunSpecError(f"SunSpec model {model_id} expected, got ID {regs[0] if regs else None}")
+def _locate(blocks: Sequence[Block], offset: int, width: int) -> int | None:
+    """Index of the response holding registers [offset, offset + width), if any."""
+    for i, (start, regs) in enumerate(blocks):
+        if start <= offset and offset + width <= start + len(regs):
+            return i
+    return None
+
+
+def scaled_points(
+    model_id: int, blocks: Sequence[Block], corrections: Corrections | None = None
+) -> dict[str, Fraction]:
+    """Every point the responses cover, in SunSpec units (W, Wh, V, A, Hz, Pct), exactly.
+
+    A point is scaled with the scale factor register **of the same response** (never one
+    read earlier): a point whose scale factor is not in its response, or not implemented,
+    is left out rather than guessed.
+    """
     table = POINTS.get(model_id)
     if table is None:
         raise SunSpecError(f"SunSpec model {model_id} is not supported")
-    out: dict[str, int | float] = {}
-    for name, (offset, kind, _sf) in table.items():
-        value = _raw(regs, offset, kind)
-        if value is not None:
-            out[name] = value
+    corr = corrections or {}
+    out: dict[str, Fraction] = {}
+    for name, (offset, kind, sf_name) in table.items():
+        if kind == "sf":
+            continue
+        c = corr.get(name)
+        where = offset + (c.offset if c else 0)
+        i = _locate(blocks, where, _width(kind))
+        if i is None:
+            continue
+        start, regs = blocks[i]
+        raw = _raw(regs, where - start, kind, c.word_order if c else "big")
+        if raw is None:
+            continue
+        value = Fraction(raw)
+        if sf_name is not None and not isinstance(raw, float):
+            if c is not None and c.sf is not None:
+                sf: int | float | None = c.sf
+            else:
+                sf_at = table[sf_name][0] - start
+                sf = _raw(regs, sf_at, "sf") if 0 <= sf_at < len(regs) else None
+            if sf is None:
+                continue  # a value without its scale factor is meaningless
+            value *= Fraction(10) ** int(sf)
+        if c is not None:
+            value = value * c.mul / c.div
+            if c.absolute:
+                value = abs(value)
+        out[name] = value
     return out
 
 
-def _get(
-    points: dict[str, int | float], name: str, sf_name: str | None, exponent: int
-) -> int | None:
-    value = points.get(name)
-    if value is None:
-        return None
-    sf = 0
-    if sf_name is not None and not isinstance(value, float):
-        sf_value = points.get(sf_name)
-        if sf_value is None:
-            return None  # a value without its scale factor is meaningless
-        sf = int(sf_value)
-    return _scaled(value, sf, exponent)
+def decode_points(model_id: int, regs: Sequence[int]) -> dict[str, Fraction]:
+    """Scaled points of one model block read from its ID register."""
+    if not regs or regs[0] != model_id:
+        raise SunSpecError(f"SunSpec model {model_id} expected, got ID {regs[0] if regs else None}")
+    return scaled_points(model_id, [(0, regs)])
 
 
-def decode_model(model_id: int, regs: Sequence[int]) -> dict[str, int]:
-    """Measurements from one model block (ID register first), in reading units."""
-    points = decode_points(model_id, regs)
-    table = POINTS[model_id]
-    sf = {name: p[2] for name, p in table.items()}
+def decode_blocks(
+    model_id: int, blocks: Sequence[Block], corrections: Corrections | None = None
+) -> dict[str, int]:
+    """Measurements from the responses of one poll of a model, in reading units."""
+    if blocks and blocks[0][0] == 0:
+        first = blocks[0][1]
+        if not first or first[0] != model_id:
+            got = first[0] if first else None
+            raise SunSpecError(f"SunSpec model {model_id} expected, got ID {got}")
+    points = scaled_points(model_id, blocks, corrections)
     out: dict[str, int] = {}
 
     def put(key: str, point: str, exponent: int) -> None:
-        value = _get(points, point, sf.get(point), exponent)
+        value = points.get(point)
         if value is not None:
-            out[key] = value
+            out[key] = round(value * 10**exponent)
 
     put("p_w", "W", 0)
     put("va", "VA", 0)
@@ -285,6 +348,15 @@ def decode_model(model_id: int, regs: Sequence[int]) -> dict[str, int]:
     return out
 
 
+def decode_model(
+    model_id: int, regs: Sequence[int], corrections: Corrections | None = None
+) -> dict[str, int]:
+    """Measurements from one model block (ID register first), in reading units."""
+    if not regs or regs[0] != model_id:
+        raise SunSpecError(f"SunSpec model {model_id} expected, got ID {regs[0] if regs else None}")
+    return decode_blocks(model_id, [(0, regs)], corrections)
+
+
 def to_measurement(
     values: dict[str, int], identity: Identity | None, role_hint: str | None = None
 ) -> Measurement:
@@ -301,13 +373,17 @@ def read_plan(model: ModelRef) -> list[tuple[int, int]]:
     """(address, count) requests to read one model with as few requests as possible.
 
     The whole block with its header when it fits in 125 registers (the ID lets the reader
-    check the map did not move), the points only when that fits, else chunks.
+    check the map did not move), the points only when that fits, else requests split so
+    that every point travels with its scale factor (`split_points`).
     """
     total = model.length + 2
     if total <= MAX_READ:
         return [(model.address, total)]
     if model.length <= MAX_READ:
         return [(model.address + 2, model.length)]
+    table = POINTS.get(model.id)
+    if table is not None:
+        return [(model.address + lo, n) for lo, n in split_points(table, total)]
     plan = []
     addr, remaining = model.address + 2, model.length
     while remaining > 0:
@@ -315,6 +391,44 @@ def read_plan(model: ModelRef) -> list[tuple[int, int]]:
         plan.append((addr, n))
         addr += n
         remaining -= n
+    return plan
+
+
+def split_points(table: Mapping[str, Point], end: int) -> list[tuple[int, int]]:
+    """(offset, count) requests covering a point table, none over 125 registers, each
+    point in the same request as its scale factor.
+
+    A point and its scale factor form one unbreakable span; overlapping spans merge;
+    spans are packed greedily in address order.
+    """
+    spans: list[tuple[int, int]] = []
+    for offset, kind, sf_name in table.values():
+        lo, hi = offset, offset + _width(kind)
+        if sf_name is not None:
+            sf_offset = table[sf_name][0]
+            lo, hi = min(lo, sf_offset), max(hi, sf_offset + 1)
+        if hi <= end:
+            spans.append((lo, hi))
+    spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and lo < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    plan: list[tuple[int, int]] = []
+    cur: list[int] | None = None
+    for lo, hi in merged:
+        if hi - lo > MAX_READ:
+            raise SunSpecError(f"points at {lo}..{hi} and their scale factor span over 125 registers")
+        if cur is not None and hi - cur[0] <= MAX_READ:
+            cur[1] = hi
+            continue
+        if cur is not None:
+            plan.append((cur[0], cur[1] - cur[0]))
+        cur = [lo, hi]
+    if cur is not None:
+        plan.append((cur[0], cur[1] - cur[0]))
     return plan
 
 

@@ -45,6 +45,7 @@ contract Exchange is AccessControl, MemberIntents {
         bytes32 indexed offer,
         address indexed maker,
         address indexed taker,
+        uint64 nonce,
         uint8 give,
         uint256 amount,
         uint8 want,
@@ -118,7 +119,7 @@ contract Exchange is AccessControl, MemberIntents {
         price = quote(o.give, o.amount, o.want);
         LEDGER.move(o.give, o.maker, taker, o.amount);
         LEDGER.move(o.want, taker, o.maker, price);
-        emit Traded(h, o.maker, taker, o.give, o.amount, o.want, price);
+        emit Traded(h, o.maker, taker, o.nonce, o.give, o.amount, o.want, price);
     }
 
     /// Withdraws an open offer, on the maker's signed `CancelOffer`.
