@@ -37,7 +37,8 @@ from quartier import reading as rd  # noqa: E402
 from quartier.keys import GatewayKey, write_new  # noqa: E402
 from quartier.signing import sign_personal  # noqa: E402
 
-POLLERS = int(os.environ.get("BENCH_POLLERS", "4"))  # threads polling concurrently, as devices would
+# Threads polling concurrently, as four devices would.
+POLLERS = int(os.environ.get("BENCH_POLLERS", "4"))
 READINGS = int(os.environ.get("BENCH_READINGS", "12000"))
 QUARTIER = str(Path(sys.executable).with_name("quartier"))
 

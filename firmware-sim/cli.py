@@ -106,6 +106,17 @@ def sunspec(
     sf_change: bool = typer.Option(
         False, "--sf-change", help="scale factors change encoding between requests"
     ),
+    drop_every: float = typer.Option(
+        None, "--drop-connection-every", help="TCP: close every client connection each S seconds"
+    ),
+    rtu: bool = typer.Option(
+        False, "--rtu", help="serve Modbus RTU on a new pty (its path is the first stdout line)"
+    ),
+    pty: bool = typer.Option(True, "--pty", help="with --rtu: the line is a pseudo-terminal"),
+    units: str = typer.Option(
+        None, "--units", help="with --rtu: unit ids on the line, e.g. 1,2 (default: --unit)"
+    ),
+    baudrate: int = typer.Option(9600, "--baudrate", help="with --rtu: line speed"),
     timeout_rate: float = TIMEOUT,
     drop_rate: float = DROP,
     bad_checksum_rate: float = BADSUM,
@@ -121,8 +132,27 @@ def sunspec(
     from firmware_sim.modbus_server import SunSpecSim, serve_tcp
     from firmware_sim.plant import Plant, SimClock
 
-    if device not in ("inverter", "meter"):
-        print(f"--device must be inverter or meter, not {device!r}", file=sys.stderr)
+    try:
+        unit_ids = [int(u) for u in units.split(",")] if units else [unit]
+    except ValueError:
+        print(f"--units must be unit ids separated by commas, e.g. 1,2, not {units!r}",
+              file=sys.stderr)
+        raise typer.Exit(2) from None
+    if any(not 1 <= u <= 247 for u in unit_ids) or len(set(unit_ids)) != len(unit_ids):
+        print(f"--units must be distinct ids from 1 to 247, not {units!r}", file=sys.stderr)
+        raise typer.Exit(2)
+    kinds = device.split(",")
+    if len(kinds) == 1:
+        kinds = kinds * len(unit_ids)
+    if len(kinds) != len(unit_ids) or any(k not in ("inverter", "meter") for k in kinds):
+        print(f"--device must be inverter or meter (or one per unit, e.g. inverter,meter), "
+              f"not {device!r}", file=sys.stderr)
+        raise typer.Exit(2)
+    if len(unit_ids) > 1 and not rtu:
+        print("several --units share a line: add --rtu", file=sys.stderr)
+        raise typer.Exit(2)
+    if rtu and not pty:
+        print("--rtu serves on a pty only (--pty)", file=sys.stderr)
         raise typer.Exit(2)
     faults = _faults(
         timeout_rate,
@@ -138,27 +168,65 @@ def sunspec(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    plant = Plant(
-        kind=device,
-        seed=seed,
-        peak_w=peak_w if peak_w is not None else (6000 if device == "inverter" else 0),
-        latitude=latitude,
-        longitude=longitude,
-        faults=faults,  # type: ignore[arg-type]
-    )
-    state = SunSpecSim(plant, SimClock(speed=speed, start=_start(start)), unit, faults, seed)  # type: ignore[arg-type]
+    clock = SimClock(speed=speed, start=_start(start))
+    sims = {}
+    for i, (uid, kind) in enumerate(zip(unit_ids, kinds, strict=True)):
+        plant = Plant(
+            kind=kind,
+            seed=seed + i,
+            peak_w=peak_w if peak_w is not None else (6000 if kind == "inverter" else 0),
+            latitude=latitude,
+            longitude=longitude,
+            faults=faults,  # type: ignore[arg-type]
+        )
+        sims[uid] = SunSpecSim(plant, clock, uid, faults, seed + i)  # type: ignore[arg-type]
+    if rtu:
+        _serve_rtu(sims, baudrate)
+        return
+    state = sims[unit_ids[0]]
+
     def ready() -> None:
         # printed once listening, so that a caller can wait for this line, not poll the port
         print(f"sunspec {device} listening on {host}:{port} unit {unit}", flush=True)
 
     try:
-        asyncio.run(serve_tcp(state, host, port, ready))
+        asyncio.run(serve_tcp(state, host, port, ready, drop_every))
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError) as exc:
         # pymodbus reports a port already in use as RuntimeError("Could not start listen…")
         print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
+
+
+def _serve_rtu(sims: dict, baudrate: int) -> None:
+    """One RS485 line on a pty carrying every simulated unit; path first, then one line
+    per unit, then serve until interrupted."""
+    import signal
+    import threading
+
+    from firmware_sim.rtu_line import RtuLine
+
+    if baudrate not in (1200, 9600, 19200, 38400, 115200):
+        print(f"--baudrate must be 1200, 9600, 19200, 38400 or 115200, not {baudrate}",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    line = RtuLine(sims, baudrate)
+    print(line.path, flush=True)
+    for uid, s in sims.items():
+        print(f"sunspec {s.plant.kind} on {line.path} unit {uid} ({baudrate} 8N1)", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    line.start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        line.stop()
+        # what was injected, per unit: a test or an operator compares it with the counters
+        for uid, s in sims.items():
+            print(f"unit {uid}: requests {s.requests} injected {s.injected}", file=sys.stderr)
 
 
 @sim.command("tic")

@@ -9,6 +9,7 @@ simulate: a single-client device, silence at night, dropped or corrupted answers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from firmware_sim import sunspec_map
 from firmware_sim.faults import FaultDice, Faults
 from firmware_sim.plant import Plant, SimClock
+from firmware_sim.sunspec_map import Electrical
 
 log = logging.getLogger("firmware_sim.modbus")
 
@@ -38,6 +40,12 @@ class SunSpecSim:
     seed: int = 0
     requests: int = 0
     refused_clients: int = 0
+    dropped_connections: int = 0
+    # what the last answer encoded, in reading units: tests compare every decoded read to it
+    last_state: Electrical | None = None
+    last_image: list[int] = field(default_factory=list)
+    # faults actually injected, by class: tests check the reader's counters against them
+    injected: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dice = FaultDice(self.faults, self.seed)
@@ -51,8 +59,25 @@ class SunSpecSim:
             self.unit,
         )
 
+    def inject(self, kind: str) -> None:
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+
+    def expected(self) -> dict[str, int]:
+        """What the last answer encodes, in reading units (every value the simulator
+        encodes exactly): a reader that decodes the answer must find these."""
+        s = self.last_state
+        if s is None:
+            return {}
+        out = {"p_w": s.p_w, "v_dv": s.v_dv, "f_mhz": s.f_mhz}
+        if self.plant.kind == "inverter":
+            out["e_prod_wh"] = s.e_wh
+        else:
+            out["e_imp_wh"], out["e_exp_wh"] = s.e_wh, s.e_exp_wh
+        return out
+
     def image(self) -> list[int]:
         state = self.plant.state(self.clock.now(), self.clock.elapsed_s())
+        self.last_state = state
         rng = self.sf_rng if self.faults.sf_change else None
         if self.plant.kind == "inverter":
             model = sunspec_map.inverter_model(state, rng)
@@ -63,6 +88,8 @@ class SunSpecSim:
             # a register of the device model flips to garbage (a firmware or bus glitch)
             off = sunspec_map.model_offset(self.plant.kind) + 2 + self.dice.rng.randrange(model[1])
             regs[off] = self.dice.rng.randrange(0x10000)
+            self.inject("glitch")
+        self.last_image = regs
         return regs
 
     def silent_now(self) -> bool:
@@ -86,6 +113,7 @@ class SunSpecSim:
         if set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # the simulated map is read-only
         if self.dice.roll(self.faults.exception_rate):
+            self.inject("exception")
             return ExcCodes.DEVICE_BUSY
         regs = self.image()
         offset = sunspec_map.BASE - start_address
@@ -136,12 +164,15 @@ class _Handler(ServerRequestHandler):
     async def handle_request(self) -> None:
         sim, dice = self.sim, self.sim.dice
         if sim.silent_now() or dice.roll(sim.faults.timeout_rate):
+            sim.inject("timeout")
             self.last_pdu = None
             return
         if dice.roll(sim.faults.drop_rate):
             self._fault = "drop"
+            sim.inject("frame")
         elif dice.roll(sim.faults.bad_checksum_rate):
             self._fault = "checksum"
+            sim.inject("checksum")
         await super().handle_request()
 
     def _faulty_send(self, data: bytes, addr: tuple | None = None) -> None:
@@ -169,14 +200,40 @@ class SimTcpServer(ModbusTcpServer):
         return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
+def drop_connections(server: ModbusTcpServer, sim: SunSpecSim) -> int:
+    """Close every client connection, as an inverter rebooting after a firmware update does."""
+    handlers = list(server.active_connections.values())
+    for handler in handlers:
+        handler.close()
+    sim.dropped_connections += len(handlers)
+    if handlers:
+        log.info("dropped %d client connection(s)", len(handlers))
+    return len(handlers)
+
+
+async def _drop_every(server: ModbusTcpServer, sim: SunSpecSim, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        drop_connections(server, sim)
+
+
 async def serve_tcp(
-    sim: SunSpecSim, host: str, port: int, on_ready: Callable[[], None] | None = None
+    sim: SunSpecSim,
+    host: str,
+    port: int,
+    on_ready: Callable[[], None] | None = None,
+    drop_every_s: float | None = None,
 ) -> None:
     server = SimTcpServer(sim, host, port)
     await server.serve_forever(background=True)
     if on_ready is not None:
         on_ready()
+    dropper = None
+    if drop_every_s:
+        dropper = asyncio.create_task(_drop_every(server, sim, drop_every_s))
     try:
         await server.serving
     finally:
+        if dropper is not None:
+            dropper.cancel()
         await server.shutdown()

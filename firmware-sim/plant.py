@@ -86,7 +86,8 @@ class Plant:
             self.energy_wh = self.export_wh = 0.0
         # grid frequency wanders a little around 50 Hz; voltage around 230 V
         t = when.timestamp()
-        f_mhz = 50000 + int(20 * math.sin(t / 37.0))
+        # in 10 mHz steps: what a 0.01 Hz register carries, so every read can be exact
+        f_mhz = 50000 + 10 * round(2 * math.sin(t / 37.0))
         v_dv = 2300 + int(40 * math.sin(t / 211.0 + self.seed))
         st = Electrical(
             p_w=p,

@@ -24,7 +24,13 @@ from gateway.drivers import p1, tic
 # and 2.2 every ten seconds.
 NOMINAL_INTERVAL_S = {"historique": 1.5, "standard": 1.0, "5": 1.0, "4": 10.0, "2.2": 10.0}
 
-_BAUD = {1200: termios.B1200, 9600: termios.B9600, 115200: termios.B115200}
+_BAUD = {
+    1200: termios.B1200,
+    9600: termios.B9600,
+    19200: termios.B19200,
+    38400: termios.B38400,
+    115200: termios.B115200,
+}
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ def common_model(manufacturer: str, model: str, version: str, serial: str, unit:
     return regs
 
 
+def _exact(value: int, sf: int, exponent: int = 0, limit: int = 1 << 32) -> bool:
+    e = sf + exponent
+    raw = value // 10**e if e >= 0 else value * 10**-e
+    back = raw * 10**e if e >= 0 else raw // 10**-e
+    return back == value and -limit <= raw < limit
+
+
 def _pick_sf(
     value: int, exponent: int, candidates: tuple[int, ...], limit: int, rng: random.Random | None
 ) -> tuple[int, int]:
@@ -113,9 +120,12 @@ def inverter_model(s: Electrical, rng: random.Random | None = None) -> list[int]
     put("VA_SF", w_sf)
     regs[20], regs[21] = 0, 0  # VAr, VAr_SF
     regs[22], regs[23] = _s16(1000), _s16(-3)  # PF 1.000
-    wh = s.e_wh & 0xFFFFFFFF
+    # the energy counter's scale factor changes too: readers that keep one from an earlier
+    # read see the counter jump tenfold (the field reports of readings jumping at sunrise)
+    wh_raw, wh_sf = _pick_sf(s.e_wh, 0, (0, -1, 1), 1 << 32, rng)
+    wh = wh_raw & 0xFFFFFFFF
     regs[24], regs[25] = wh >> 16, wh & 0xFFFF
-    put("WH_SF", 0)
+    put("WH_SF", wh_sf)
     for off in range(27, 38):  # DC and temperatures: not implemented
         regs[off] = NOT_IMPLEMENTED_S16 if off in (31, 33, 34, 35, 36) else NOT_IMPLEMENTED_U16
     regs[28] = regs[30] = regs[32] = regs[37] = NOT_IMPLEMENTED_S16  # their scale factors
@@ -159,11 +169,15 @@ def meter_model(s: Electrical, rng: random.Random | None = None) -> list[int]:
     put("W_SF", w_sf)
     put("VA", abs(w_raw))
     put("VA_SF", w_sf)
+    # one scale factor for both counters: one that encodes both exactly
+    both = [sf for sf in (0, -1, 1) if _exact(s.e_wh, sf) and _exact(s.e_exp_wh, sf)]
+    tot_sf = rng.choice(both) if rng and both else 0
     for name, value in (("TotWhExp", s.e_exp_wh), ("TotWhImp", s.e_wh)):
         off = p[name][0]
-        v = value & 0xFFFFFFFF
+        raw, _ = _pick_sf(value, 0, (tot_sf,), 1 << 32, None)
+        v = raw & 0xFFFFFFFF
         regs[off], regs[off + 1] = v >> 16, v & 0xFFFF
-    put("TotWh_SF", 0)
+    put("TotWh_SF", tot_sf)
     for off in (40, 42, 44, 48, 50, 52):  # per-phase energies: not accumulated
         regs[off] = regs[off + 1] = 0
     for off in range(55, 105):  # VAh, VArh: not accumulated, their scale factors

@@ -36,6 +36,8 @@ def run(
                                   "broker to acknowledge everything, in seconds."),
 ) -> None:
     """Run the gateway (forever, or one cycle with --once)."""
+    import ssl
+
     from gateway import logs
     from gateway.outbox import OutboxError
     from gateway.runtime import Gateway
@@ -57,6 +59,8 @@ def run(
         gw = Gateway(cfg, key, clock=clock)
     except OutboxError as exc:
         raise _fail(str(exc)) from None
+    except (OSError, ssl.SSLError) as exc:  # TLS files of [mqtt]: unreadable or not PEM
+        raise _fail(f"{cfg.path}: [mqtt] TLS files (ca, cert, key): {exc}") from None
     if once:
         problems = gw.run_once(timeout)
         for p in problems:

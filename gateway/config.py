@@ -374,7 +374,8 @@ def loads(text: str, path: Path) -> GatewayConfig:
             raise m.fail("password_file", f"cannot read {password_file}: {exc.strerror}") from None
     cert, ckey = m.path("cert", None), m.path("key", None)
     if (cert is None) != (ckey is None):
-        raise m.fail("cert" if cert is None else "key", "a client certificate needs both cert and key")
+        raise m.fail("cert" if cert is None else "key",
+                     "a client certificate needs both cert and key")
     ca = m.path("ca", None)
     mqtt = MqttConfig(
         host=host, port=port, tls=tls or ca is not None or cert is not None,

@@ -33,7 +33,8 @@ class Plausibility:
     _meter: str | None = None
     _last_energy: dict[str, tuple[int, int]] = field(default_factory=dict)  # reg -> (ts, v)
 
-    def check(self, ts_ms: int, values: dict[str, int], meter: str | None = None) -> tuple[str, ...]:
+    def check(self, ts_ms: int, values: dict[str, int],
+              meter: str | None = None) -> tuple[str, ...]:
         flags: set[str] = set()
         if meter is not None and self._meter is not None and meter != self._meter:
             flags.add("meter_replaced")

@@ -224,8 +224,9 @@ class Publisher:
         if self.connected.is_set():
             self.disconnects += 1
             self.last_change = time.time()
-            log.log(logging.WARNING if reason.is_failure else logging.INFO,"event=mqtt_disconnected broker=%s:%d reason=%r",
-                        self.cfg.host, self.cfg.port, str(reason))
+            log.log(logging.WARNING if reason.is_failure else logging.INFO,
+                    "event=mqtt_disconnected broker=%s:%d reason=%r",
+                    self.cfg.host, self.cfg.port, str(reason))
         self.connected.clear()
         if reason.is_failure:
             self.last_error = str(reason)

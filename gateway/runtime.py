@@ -131,20 +131,23 @@ class DevicePoller:
         self.device: Device | None = None
         self.check = Plausibility(cfg.stale_polls, cfg.rated_power_w)
         self.lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._backoff_until = 0.0
         self._last_start = 0.0
         self._last_values: dict[str, int] | None = None
         self._last_carry_ms = 0
 
     def _open(self) -> Device:
-        if self.device is None:
-            try:
-                self.device = self.gw.opener(self.cfg)
-            except DeviceError:
-                raise
-            except (ValueError, OSError) as exc:
-                raise DeviceError(f"cannot open device: {exc}", kind="config") from None
-        return self.device
+        """The device, opened on first use (by a poll or by a proxy, whichever is first)."""
+        with self._open_lock:
+            if self.device is None:
+                try:
+                    self.device = self.gw.opener(self.cfg)
+                except DeviceError:
+                    raise
+                except (ValueError, OSError) as exc:
+                    raise DeviceError(f"cannot open device: {exc}", kind="config") from None
+            return self.device
 
     def poll(self) -> bool:
         """Read the device once and queue its measurement. True if a reading was queued."""

@@ -153,7 +153,8 @@ def _esc(value: str) -> str:
 def render_metrics(snap: dict[str, Any]) -> str:
     lines: list[str] = []
 
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+    def metric(name: str, kind: str, help_: str,
+               samples: list[tuple[dict[str, str], float]]) -> None:
         lines.append(f"# HELP {name} {help_}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -84,11 +85,26 @@ def settle_cmd(
             except ChainError as exc:
                 raise _fail(str(exc)) from None
         result = settle_period(
-            engine, start, end, client=client, dry_run=dry_run, options=SettleOptions(key=key)
+            engine, start, end, client=client, dry_run=dry_run,
+            options=SettleOptions(key=key, orders=_standing_orders(engine)),
         )
     except (SettlementError, BatchError, DatabaseError, OSError) as exc:
         raise _fail(str(exc), 1) from None
     print(json.dumps(result, indent=2))
+
+
+def _standing_orders(engine: Any) -> list[Any]:
+    """The members' standing donation orders, as they set them in the web app."""
+    import sqlalchemy as sa
+
+    from community.app import services
+    from community.settlement.netting import StandingOrder
+
+    if not sa.inspect(engine).has_table("app_donation_orders"):
+        return []
+    with engine.connect() as conn:
+        return [StandingOrder(d, b, wh=0, share_bp=share) if share else StandingOrder(d, b, wh=wh)
+                for d, b, wh, share in services.standing_orders(conn)]
 
 
 def balances_cmd(

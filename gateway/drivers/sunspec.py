@@ -248,10 +248,14 @@ def _scaled(value: float | int, sf: int, exponent: int) -> int:
     return round(Fraction(value) * Fraction(10) ** (sf + exponent))
 
 
-def _locate(blocks: Sequence[Block], offset: int, width: int) -> int | None:
-    """Index of the response holding registers [offset, offset + width), if any."""
+def _locate(
+    blocks: Sequence[Block], offset: int, width: int, sf_offset: int | None = None
+) -> int | None:
+    """Index of the first response holding registers [offset, offset + width) and, when
+    given, the scale factor register too; None if no response has both."""
     for i, (start, regs) in enumerate(blocks):
-        if start <= offset and offset + width <= start + len(regs):
+        inside = start <= offset and offset + width <= start + len(regs)
+        if inside and (sf_offset is None or start <= sf_offset < start + len(regs)):
             return i
     return None
 
@@ -275,7 +279,12 @@ def scaled_points(
             continue
         c = corr.get(name)
         where = offset + (c.offset if c else 0)
-        i = _locate(blocks, where, _width(kind))
+        needs_sf = sf_name is not None and kind not in ("f32",) and (c is None or c.sf is None)
+        i = _locate(blocks, where, _width(kind), table[sf_name][0] if needs_sf and sf_name else None)
+        if i is None and needs_sf:
+            i = _locate(blocks, where, _width(kind))  # present, but not with its factor
+            if i is not None:
+                continue
         if i is None:
             continue
         start, regs = blocks[i]
@@ -398,8 +407,9 @@ def split_points(table: Mapping[str, Point], end: int) -> list[tuple[int, int]]:
     """(offset, count) requests covering a point table, none over 125 registers, each
     point in the same request as its scale factor.
 
-    A point and its scale factor form one unbreakable span; overlapping spans merge;
-    spans are packed greedily in address order.
+    A point and its scale factor form one unbreakable span; spans are packed greedily in
+    address order. Requests may overlap when a span starts inside the previous request
+    but does not fit in it: a few registers read twice, never a point without its factor.
     """
     spans: list[tuple[int, int]] = []
     for offset, kind, sf_name in table.values():
@@ -409,20 +419,13 @@ def split_points(table: Mapping[str, Point], end: int) -> list[tuple[int, int]]:
             lo, hi = min(lo, sf_offset), max(hi, sf_offset + 1)
         if hi <= end:
             spans.append((lo, hi))
-    spans.sort()
-    merged: list[list[int]] = []
-    for lo, hi in spans:
-        if merged and lo < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
     plan: list[tuple[int, int]] = []
     cur: list[int] | None = None
-    for lo, hi in merged:
+    for lo, hi in sorted(spans):
         if hi - lo > MAX_READ:
             raise SunSpecError(f"points at {lo}..{hi} and their scale factor span over 125 registers")
-        if cur is not None and hi - cur[0] <= MAX_READ:
-            cur[1] = hi
+        if cur is not None and max(cur[1], hi) - cur[0] <= MAX_READ:
+            cur[1] = max(cur[1], hi)
             continue
         if cur is not None:
             plan.append((cur[0], cur[1] - cur[0]))

@@ -100,3 +100,42 @@ def sunspec_sim() -> Iterator[Callable[..., int]]:
     yield run
     for p in procs:
         stop(p)
+
+
+class ImageSim:
+    """A fixed register image on the simulated RS485 line (firmware_sim.rtu_line), for maps
+    the plant simulator does not lay out: the image can be swapped between reads."""
+
+    def __init__(self, regs: list[int]) -> None:
+        from firmware_sim.faults import FaultDice, Faults
+
+        self.regs = regs
+        self.faults = Faults()
+        self.dice = FaultDice(self.faults, 0)
+        self.requests = 0
+        self.injected: dict[str, int] = {}
+
+    def silent_now(self) -> bool:
+        return False
+
+    def image(self) -> list[int]:
+        return list(self.regs)
+
+    def inject(self, kind: str) -> None:
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+
+
+def sunspec_image(models: list[tuple[int, dict[str, object]]]) -> list[int]:
+    """A SunSpec map from 40000 laid out by pysunspec2: marker, models, end marker."""
+    import struct
+
+    import sunspec2.device as ssdevice
+
+    mb = b"SunS"
+    for mid, values in models:
+        m = ssdevice.Model(mid)
+        for k, v in values.items():
+            getattr(m, k).value = v
+        mb += m.get_mb()
+    mb += b"\xff\xff\x00\x00"
+    return list(struct.unpack(f">{len(mb) // 2}H", mb))

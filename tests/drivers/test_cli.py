@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.drivers.drivers_helpers import CAPTURES
 from typer.testing import CliRunner
 
 from quartier.cli import app
+from tests.drivers.drivers_helpers import CAPTURES
 
 runner = CliRunner()
 

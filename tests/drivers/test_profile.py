@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.drivers.drivers_helpers import free_port, start, stop, wait_port
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.modbus_line import Endpoint, ModbusLine
@@ -19,6 +18,7 @@ from gateway.drivers.profile import (
     plan_reads,
     shipped_profiles,
 )
+from tests.drivers.drivers_helpers import free_port, start, stop, wait_port
 
 
 def test_shipped_profiles_parse() -> None:

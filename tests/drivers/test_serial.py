@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 import serial
-from tests.drivers.drivers_helpers import QUARTIER, sim_pty  # noqa: F401  (fixture)
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.base import DeviceError
 from gateway.drivers.serial_device import P1Device, TicDevice
+from tests.drivers.drivers_helpers import QUARTIER, sim_pty  # noqa: F401  (fixture)
 
 
 @pytest.mark.parametrize("mode", ["historique", "standard"])

@@ -11,13 +11,13 @@ import struct
 import pytest
 import sunspec2
 import sunspec2.device as ssdevice
-from tests.drivers.drivers_helpers import image_server  # noqa: F401  (fixture)
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.drivers import DeviceSpec, open_device, sunspec
 from gateway.drivers.base import DeviceError
 from gateway.drivers.probe import probe_modbus
+from tests.drivers.drivers_helpers import image_server  # noqa: F401  (fixture)
 
 MODELS_DIR = os.path.join(os.path.dirname(sunspec2.__file__), "models", "json")
 TYPES = {"u16": ("uint16", "enum16"), "s16": ("int16",), "acc32": ("acc32",), "sf": ("sunssf",),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from tests.drivers.drivers_helpers import CAPTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.drivers import tic
 from gateway.drivers.base import DeviceError
+from tests.drivers.drivers_helpers import CAPTURES
 
 
 def frames_of(name: str) -> list[tic.TicFrame]:

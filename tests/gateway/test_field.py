@@ -77,9 +77,10 @@ def test_proxy_serves_a_single_client_inverter(tmp_path: Path, broker: Mosquitto
 
 def test_inverter_asleep_at_night_leaves_no_gap_and_no_alarm(tmp_path: Path, broker: Mosquitto,
                                                              procs: Procs) -> None:
-    # 21:30 in Paris on midsummer's day, 300 simulated seconds per second: night
-    # falls a few seconds into the test.
-    origin = 1_718_998_200_000  # 2024-06-21T19:30:00Z
+    # 21:05 in Paris on midsummer's day, 300 simulated seconds per second: night
+    # falls some ten seconds into the test (time for both processes to start, even
+    # on a loaded machine).
+    origin = 1_718_996_700_000  # 2024-06-21T19:05:00Z
     clock = SimClock(origin, int(time.time() * 1000), 300.0)
     os.environ[SIM_CLOCK_ENV] = clock.to_env()
     try:
