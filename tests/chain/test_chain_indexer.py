@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from tests.chain.conftest import DAY, HOUR, KWH, Chain
 
 from community.chain import devnet, schema
 from community.chain.indexer import Indexer
 from community.chain.intents import Entry
+from tests.chain.conftest import DAY, HOUR, KWH, Chain
 
 
 def test_indexer_rebuilds_balances_from_events(chain: Chain, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ contract, which must match the model to the base unit and keep every unit zero-s
 from __future__ import annotations
 
 import pytest
-from tests.chain.conftest import DAY, HOUR, Chain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +11,7 @@ from community.chain import devnet
 from community.chain.client import LedgerRevert
 from community.chain.demurrage import DENOMINATOR, AccountState, charge, touch
 from community.chain.intents import Entry
+from tests.chain.conftest import DAY, HOUR, Chain
 
 balances = st.integers(min_value=-(2**95), max_value=2**95 - 1)
 rates = st.integers(min_value=0, max_value=2**32 - 1)

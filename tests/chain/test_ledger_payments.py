@@ -6,7 +6,6 @@ import os
 from dataclasses import replace
 
 import pytest
-from tests.chain.conftest import DAY, HOUR, Chain, key
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -17,6 +16,7 @@ from community.chain.client import LedgerRevert
 from community.chain.demurrage import charge
 from community.chain.intents import Entry
 from quartier.signing import address_of
+from tests.chain.conftest import DAY, HOUR, Chain, key
 
 
 def refused(name: str):  # type: ignore[no-untyped-def]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from tests.chain.conftest import DAY, HOUR, KWH, Chain, key
 
 from community.chain.client import ChainClient, LedgerRevert, Submission
 from community.chain.intents import Entry, compact_signature
 from quartier.signing import address_of
+from tests.chain.conftest import DAY, HOUR, KWH, Chain, key
 
 
 def refused(name: str) -> pytest.RaisesExc:  # type: ignore[name-defined]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from tests.conftest import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]

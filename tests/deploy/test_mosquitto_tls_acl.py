@@ -16,12 +16,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from tests.conftest import free_port, mosquitto_binary, wait_port
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from quartier.cli import app
 from quartier.keys import GatewayKey
+from tests.conftest import free_port, mosquitto_binary, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.conftest import free_port, wait_port
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from hypothesis import given
@@ -31,6 +30,7 @@ from gateway.setup_wizard import (
     unique_names,
 )
 from quartier.cli import app
+from tests.conftest import free_port, wait_port
 
 QUARTIER = str(Path(sys.executable).with_name("quartier"))
 runner = CliRunner()
