@@ -41,6 +41,7 @@ from gateway.plausibility import Plausibility
 from gateway.publisher import Publisher
 from quartier import reading as rd
 from quartier.clock import Clock, SystemClock
+from quartier.hashing import keccak256
 from quartier.keys import GatewayKey
 from quartier.signing import sign_hash
 
@@ -58,20 +59,7 @@ CARRY_INTERVAL_MS = 15 * 60 * 1000  # an asleep inverter's counter is carried on
 DeviceOpener = Callable[[DeviceConfig], Device]
 
 
-def _keccak_function() -> Callable[[bytes], bytes]:
-    # Two keccak256 per reading; safe-pysha3, when installed, does one in 1.5 us where
-    # pycryptodome's wrapper takes 5 us. Both give the same digest (tests check).
-    try:
-        import sha3  # type: ignore[import-not-found]
-    except ImportError:
-        from quartier.hashing import keccak256
 
-        return keccak256
-    keccak_256 = sha3.keccak_256
-    return lambda data: keccak_256(data).digest()  # type: ignore[no-any-return]
-
-
-_keccak = _keccak_function()
 
 
 def default_opener(cfg: DeviceConfig) -> Device:
@@ -356,8 +344,8 @@ class Gateway:
                 self.ratelimit.log(logging.ERROR, it.dev, "format", str(exc))
                 continue
             # EIP-191 personal_sign, as quartier.signing.sign_personal does.
-            sig = sign_hash(key, _keccak(b"\x19Ethereum Signed Message:\n%d%b" % (len(body), body)))
-            head = rd.ChainHead(r.seq, _keccak(body).hex())
+            sig = sign_hash(key, keccak256(b"\x19Ethereum Signed Message:\n%d%b" % (len(body), body)))
+            head = rd.ChainHead(r.seq, keccak256(body).hex())
             energy = body if any(k in it.values for k in ENERGY_KEYS) else None
             rows.append(Row(r.seq, it.ts, it.dev, rd.encode_envelope(body, sig), energy))
         if rows or acked:

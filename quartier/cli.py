@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "community.app.cli",  # app serve
     "community.demo",  # demo
     "community.bills.cli",  # bills run
+    "community.wallet_cli",  # wallet new/address/sign-payment/register
 )
 
 

@@ -157,3 +157,12 @@ def test_any_single_byte_change_is_rejected(data: st.DataObject) -> None:
     body, sig = bytes(blob[: len(signed.body)]), bytes(blob[len(signed.body):])
     with pytest.raises(rd.ReadingError):
         rd.verify(body, sig)
+
+
+def test_keccak_is_ethereums() -> None:
+    # Known vectors: Keccak-256 with the pre-standard padding, not SHA3-256.
+    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    from Crypto.Hash import keccak
+
+    for data in (b"abc", b"x" * 300, bytes(range(256))):
+        assert keccak256(data) == keccak.new(data=data, digest_bits=256).digest()
