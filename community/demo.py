@@ -209,26 +209,27 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
 
     # --- the neighbourhood: members, keys, registry, chain ---------------------------
     runtimes: list[HomeRuntime] = []
-    from coincurve import PrivateKey
+    from community.app.relay import Relayer
+    from community.app.services import init_app_tables
+    from community.custody import Custody
 
-    from quartier.signing import address_of
-
-    member_keys: dict[str, PrivateKey] = {}
+    # Members' ledger keys are held by the server, sealed under a KEK kept in the work
+    # directory, outside the database (created 0600).
+    custody = Custody.from_file(workdir / "custody.kek")
+    init_app_tables(engine)
     for home in p.homes:
         hdir = workdir / home.key
         if (hdir / keyfiles.KEY_FILENAME).exists():
             gk = keyfiles.read(hdir / keyfiles.KEY_FILENAME)
         else:
             _, gk = keyfiles.write_new(hdir)
-        mkey = PrivateKey()
-        member_keys[home.member] = mkey
-        account = address_of(mkey)
         with engine.begin() as conn:
             if not any(m.id == home.member for m in registry.list_members(conn)):
                 registry.add_member(conn, home.member, home.name)
             if registry.get_gateway(conn, gk.address) is None:
                 registry.enrol_gateway(conn, gk.address, home.member, home.meter_point,
                                        "production" if home.producer else "grid", active_from_ms=0)
+            account = custody.ensure(conn, home.member)
             settle_run.link_account(conn, home.member, account)
         chain.register_member(account)
         chain.register_meter_point(home.meter_point, account)
@@ -313,7 +314,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         except settle_run.SettlementError as exc:
             raise DemoError(f"settlement of the period starting {start} failed: {exc}") from None
     say(f"settled {len(results)} period(s) on the ledger")
-    trades = _market_day(engine, p)
+    trades = _market_day(engine, p, Relayer(chain, custody))
     summary = _summary(engine, chain, p, runtimes, results, readings_seen, workdir)
     summary["trades"] = trades
     summary["database_url"] = database_url
@@ -337,8 +338,10 @@ def _neighbourly_acts(engine: Any, p: DemoPlan) -> list[Any]:
                 for d, b, wh, share in services.standing_orders(conn)]
 
 
-def _market_day(engine: Any, p: DemoPlan) -> int:
-    """Neighbours trade: an hour of bike repair offered, local energy bought with hours."""
+def _market_day(engine: Any, p: DemoPlan, relayer: Any = None) -> int:
+    """Neighbours trade: an hour of bike repair offered, local energy bought with hours.
+    Payments in hours are signed with the members' custody keys and relayed to the ledger
+    (`relayer`); the kWh leg stays in the app's journal."""
     from community.app import services
 
     now = int(time.time())
@@ -352,10 +355,11 @@ def _market_day(engine: Any, p: DemoPlan) -> int:
                                        "Surplus from my roof, this week", 20_000, now)
         repair = services.create_offer(conn, consumers[0].member, "hours",
                                        "Bike repair, one hour", 100, now)
-        services.take_offer(conn, consumers[0].member, energy, 5_000, "HOUR", now)
+        services.take_offer(conn, consumers[0].member, energy, 5_000, "HOUR", now, relayer=relayer)
         n += 1
-        t = services.take_offer(conn, producer.member, repair, 100, "HOUR", now)
-        services.confirm_trade(conn, producer.member, int(t["id"]), now)  # type: ignore[call-overload]
+        t = services.take_offer(conn, producer.member, repair, 100, "HOUR", now, relayer=relayer)
+        services.confirm_trade(conn, producer.member, int(t["id"]), now,  # type: ignore[call-overload]
+                               relayer=relayer)
         n += 1
     return n
 
@@ -429,6 +433,18 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         sql_balances = settle_run.balances(conn)
         accounts = {r.member_id: r.address for r in conn.execute(
             sa.select(settle_run.schema.settle_accounts)).all()}
+        # Member payments relayed to the ledger (the app's journal rows with a transaction)
+        # are on chain too: add them to the settled balances before comparing.
+        from community.app import tables as app_tables
+
+        je = app_tables.entries
+        expected = {(b["account"], b["unit"]): b["balance"] for b in sql_balances}
+        for account, unit, amount in conn.execute(
+                sa.select(je.c.account, je.c.unit, sa.func.sum(je.c.amount))
+                .where(je.c.tx_hash.is_not(None)).group_by(je.c.account, je.c.unit)):
+            expected[(account, unit)] = expected.get((account, unit), 0) + int(amount)
+        payments_on_chain = conn.execute(sa.select(sa.func.count(sa.distinct(je.c.tx_hash)))
+                                         .where(je.c.tx_hash.is_not(None))).scalar_one()
         mv = settle_run.schema.settle_movements
         donated = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(mv.c.amount), 0)).where(
             mv.c.reason == "donation", mv.c.amount > 0)).scalar_one()
@@ -439,11 +455,11 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
                       if e["unit"] == "KWH" and e["amount"] > 0)
     # Balances on chain must equal the sum of settled entries in SQL, account by account.
     chain_equals_sql = True
-    for b in sql_balances:
-        address = accounts.get(b["account"]) or (b["account"] if b["account"].startswith("0x") else None)
+    for (account, unit), balance in expected.items():
+        address = accounts.get(account) or (account if account.startswith("0x") else None)
         if address is None:
-            address = str(chain.call("FUND")) if b["account"] == "fund" else None
-        if address is None or chain.balance(b["unit"], address) != b["balance"]:
+            address = str(chain.call("FUND")) if account == "fund" else None
+        if address is None or chain.balance(unit, address) != balance:
             chain_equals_sql = False
     certificate_verified = _certificate_check(engine, chain, p, runtimes, workdir)
     return {
@@ -458,6 +474,7 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         "chain_equals_sql": chain_equals_sql,
         "certificate_verified": certificate_verified,
         "donated_wh": int(donated),
+        "payments_on_chain": int(payments_on_chain),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -27,8 +28,15 @@ def serve(
     rpc_url: str = typer.Option(None, "--rpc-url", help="chain node, to verify certificates"),
     ledger: str = typer.Option(None, "--ledger", help="ledger contract address"),
     lang: str = typer.Option("fr", "--lang", help="language when the browser states none: fr | en"),
+    kek_file: Path = typer.Option(None, "--kek-file", envvar="QUARTIER_KEK_FILE",
+                                  help="key-encryption key of members' keys (created 0600 if missing)"),
+    relayer_key: Path = typer.Option(None, "--relayer-key", envvar="QUARTIER_RELAYER_KEY",
+                                     help="key file of the relayer that submits members' payments"),
 ) -> None:
-    """Serve the web app and its JSON API (OpenAPI at /openapi.json, docs at /docs)."""
+    """Serve the web app and its JSON API (OpenAPI at /openapi.json, docs at /docs).
+
+    With --kek-file, members' keys are held encrypted under that key; with --rpc-url,
+    --ledger and --relayer-key too, payments in hours and goods go on the ledger."""
     import uvicorn
 
     from community.app import AppSettings, create_app
@@ -36,10 +44,24 @@ def serve(
 
     if lang not in ("fr", "en"):
         raise _fail(f"--lang {lang!r}: expected fr or en")
+    from community.chain.client import ChainError
+    from community.custody import Custody, CustodyError
+    from quartier.keys import KeyFileError
+
     try:
+        custody = Custody.from_file(kek_file) if kek_file else None
+        chain = None
+        if relayer_key is not None:
+            if not (rpc_url and ledger):
+                raise _fail("--relayer-key needs --rpc-url and --ledger")
+            from community.chain.client import ChainClient
+            from quartier.keys import read as read_key
+
+            chain = ChainClient(rpc_url, read_key(relayer_key).private, ledger=ledger)
         application = create_app(AppSettings(database_url=resolve_url(database_url), community=community,
-                                             https=https, rpc_url=rpc_url, ledger=ledger, default_lang=lang))
-    except DatabaseError as exc:
+                                             https=https, rpc_url=rpc_url, ledger=ledger, default_lang=lang,
+                                             chain=chain, custody=custody))
+    except (DatabaseError, CustodyError, ChainError, KeyFileError) as exc:
         raise _fail(str(exc)) from None
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=https)
 
@@ -52,9 +74,12 @@ def account_add(
     member: str = typer.Option(None, "--member", help="the registry member this account belongs to"),
     name: str = typer.Option(None, "--name", help="display name"),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+    kek_file: Path = typer.Option(None, "--kek-file", envvar="QUARTIER_KEK_FILE",
+                                  help="create the member's ledger key, sealed under this key"),
 ) -> None:
     """Create a login account (the password is asked for, or read from stdin)."""
     from community.app import services, sessions
+    from community.custody import Custody, CustodyError, create_tables
     from community.db import DatabaseError, open_db
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
@@ -69,9 +94,16 @@ def account_add(
                                               display_name=name or (services.member_name(conn, member)
                                                                     if member else None),
                                               now=int(time.time()))
-    except (DatabaseError, sessions.AccountError) as exc:
+            address = None
+            if kek_file is not None and member:
+                from community.app.relay import provision_member
+
+                create_tables(engine)
+                address = provision_member(conn, Custody.from_file(kek_file), member)
+    except (DatabaseError, sessions.AccountError, CustodyError) as exc:
         raise _fail(str(exc)) from None
-    print(f"account {account.username} ({account.role}) created")
+    print(f"account {account.username} ({account.role}) created"
+          + (f"; ledger address {address}" if address else ""))
 
 
 @account_cli.command("list")

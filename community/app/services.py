@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,6 +22,9 @@ from community.app import tables as t
 from community.app.fmt import unit_scale
 from community.settlement.allocation import DEFAULT_KEY, IntervalInput, allocate
 from quartier.intervals import DEFAULT_STEP_S
+
+if TYPE_CHECKING:
+    from community.app.relay import Relayer
 
 STEP_S = DEFAULT_STEP_S
 DAY_S = 86_400
@@ -55,7 +58,10 @@ def _new_id(result: sa.CursorResult[Any]) -> int:
 
 
 def init_app_tables(engine: sa.Engine) -> None:
+    from community.custody import create_tables
+
     t.metadata.create_all(engine, checkfirst=True)
+    create_tables(engine)  # members' ledger keys (community.custody)
     with engine.begin() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(t.rates)).scalar_one() == 0:
             conn.execute(t.rates.insert(), [{"unit": u, "wh_per_unit": w, "floor": f}
@@ -376,12 +382,18 @@ def _check_floor(conn: sa.Connection, account: str, unit: Unit, debit: int) -> N
 
 
 def _transfer(conn: sa.Connection, *, ts: int, payer: str, payee: str, unit: str, amount: int,
-              reason: str, ref: str, memo: str | None = None, acted_by: str | None = None) -> None:
+              reason: str, ref: str, memo: str | None = None, acted_by: str | None = None,
+              relayer: Relayer | None = None) -> None:
+    """Journals a payment, one row per leg. With a relayer for this unit the payment is
+    first signed with the payer's custody key and relayed to the ledger (refusals raise
+    before anything is written), and both rows carry its transaction."""
+    tx_hash = relayer.pay(conn, payer, payee, unit, amount).tx_hash if (
+        relayer is not None and relayer.relays(unit)) else None
     rows = [
         {"ts": ts, "account": payer, "unit": unit, "amount": -amount, "reason": reason,
-         "counterparty": payee, "ref": ref, "memo": memo, "acted_by": acted_by},
+         "counterparty": payee, "ref": ref, "memo": memo, "acted_by": acted_by, "tx_hash": tx_hash},
         {"ts": ts, "account": payee, "unit": unit, "amount": amount, "reason": reason,
-         "counterparty": payer, "ref": ref, "memo": memo, "acted_by": acted_by},
+         "counterparty": payer, "ref": ref, "memo": memo, "acted_by": acted_by, "tx_hash": tx_hash},
     ]
     conn.execute(t.entries.insert(), rows)
 
@@ -413,9 +425,11 @@ def create_offer(conn: sa.Connection, member_id: str, kind: str, description: st
 
 
 def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pay_unit: str,
-               now: int) -> dict[str, object]:
+               now: int, *, relayer: Relayer | None = None) -> dict[str, object]:
     """Energy settles at once as one two-leg trade (payment to the seller, kWh to the
-    buyer); a service or goods waits for the buyer to confirm receipt, then pays."""
+    buyer); a service or goods waits for the buyer to confirm receipt, then pays. With a
+    relayer, a payment in hours or goods is made on the ledger; the kWh leg stays in the
+    journal (energy reaches the ledger through settlement)."""
     offer = conn.execute(sa.select(t.offers).where(t.offers.c.id == offer_id)).first()
     if offer is None or offer.status != "open":
         raise ServiceError("err.offer", "offer")
@@ -445,7 +459,7 @@ def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pa
     if energy:
         ref = f"trade:{trade_id}"
         _transfer(conn, ts=now, payer=buyer, payee=offer.member_id, unit=pay_unit, amount=amount,
-                  reason="trade", ref=ref)
+                  reason="trade", ref=ref, relayer=relayer)
         _transfer(conn, ts=now, payer=offer.member_id, payee=buyer, unit=offer.unit,
                   amount=quantity, reason="trade", ref=ref)
     return trade(conn, trade_id)
@@ -458,14 +472,16 @@ def trade(conn: sa.Connection, trade_id: int) -> dict[str, object]:
     return dict(row._mapping)
 
 
-def confirm_trade(conn: sa.Connection, buyer: str, trade_id: int, now: int) -> dict[str, object]:
+def confirm_trade(conn: sa.Connection, buyer: str, trade_id: int, now: int, *,
+                  relayer: Relayer | None = None) -> dict[str, object]:
     row = trade(conn, trade_id)
     if row["buyer"] != buyer or row["status"] != "awaiting":
         raise ServiceError("err.offer", "trade")
     pay = units(conn)[str(row["pay_unit"])]
     _check_floor(conn, buyer, pay, int(row["pay_amount"]))  # type: ignore[call-overload]
     _transfer(conn, ts=now, payer=buyer, payee=str(row["seller"]), unit=pay.code,
-              amount=int(row["pay_amount"]), reason="trade", ref=f"trade:{trade_id}")  # type: ignore[call-overload]
+              amount=int(row["pay_amount"]), reason="trade", ref=f"trade:{trade_id}",  # type: ignore[call-overload]
+              relayer=relayer)
     conn.execute(t.trades.update().where(t.trades.c.id == trade_id)
                  .values(status="settled", confirmed_at=now))
     return trade(conn, trade_id)

@@ -36,3 +36,6 @@ class AppSettings:
     chain: Any = field(default=None, compare=False, repr=False)
     rpc_url: str | None = None
     ledger: str | None = None
+    # Members' keys (community.custody.Custody): with `chain`, payments in hours and goods
+    # are signed with the member's key and relayed to the ledger; without, SQL only.
+    custody: Any = field(default=None, compare=False, repr=False)

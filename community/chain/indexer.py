@@ -3,9 +3,10 @@ events into SQL (tables in schema.py).
 
 Every balance change is in an event: `Settled` (an entry of a batch, with the demurrage
 charged to the account when it was touched), `Transferred` (a payment, with the charges
-made to both parties). Demurrage goes to the fund. The indexer reads up to
-`confirmations` blocks below the head, so a reorganisation shallower than that never
-reaches the tables, and it is idempotent: the cursor and the rows move in one transaction.
+made to both parties), `AccountReplaced` (every balance moves to the new address).
+Demurrage goes to the fund. The indexer reads up to `confirmations` blocks below the
+head, so a reorganisation shallower than that never reaches the tables, and it is
+idempotent: the cursor and the rows move in one transaction.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Indexer:
         events = self.client.ledger.events
         topic = bytes(log["topics"][0]) if log["topics"] else b""
         for name in ("Settled", "Transferred", "PeriodSettled", "Paused", "Resumed", "Frozen",
-                     "Unfrozen"):
+                     "Unfrozen", "AccountReplaced"):
             event = getattr(events, name)()
             if topic == bytes(self.client.w3.keccak(text=_signature(event.abi))):
                 return event.process_log(log)
@@ -125,6 +126,19 @@ class Indexer:
             for who, c in ((sender, c1), (to, c2)):
                 if c:
                     rows += _demurrage_rows(unit, who, fund, c)
+        elif ev["event"] == "AccountReplaced":
+            # Every balance of the old address moves to the new one, which starts empty.
+            old, new = str(a["from"]), str(a["to"])
+            t = schema.balances
+            for unit, balance in conn.execute(sa.select(t.c.unit, t.c.balance).where(
+                    t.c.ledger == self.ledger, t.c.account == old)).all():
+                if balance:
+                    changes[(int(unit), old)] -= int(balance)
+                    changes[(int(unit), new)] += int(balance)
+                    rows.append(dict(kind="replacement", unit=int(unit), account=old, counterparty=new,
+                                     amount=-int(balance), period_id=None))
+                    rows.append(dict(kind="replacement", unit=int(unit), account=new, counterparty=old,
+                                     amount=int(balance), period_id=None))
         elif ev["event"] == "PeriodSettled":
             conn.execute(schema.periods.insert().values(
                 ledger=self.ledger, period_id=int(a["periodId"]), period_end=int(a["periodEnd"]),

@@ -38,12 +38,15 @@ class Part:
         """Deploys next to the client's ledger, the client's key as admin and governor."""
         art = artifacts.load(cls.ARTIFACT)
         factory = client.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-        receipt = client.transact(factory.constructor(client.ledger_address, client.address, *extra_args),
-                                  gas=6_000_000)
+        receipt = client.transact(factory.constructor(*cls.constructor_args(client, *extra_args)), gas=6_000_000)
         part = cls(client, receipt["contractAddress"])
         for role in cls.LEDGER_ROLES:
             client.grant_role(role, part.address)
         return part
+
+    @classmethod
+    def constructor_args(cls, client: ChainClient, *extra_args: Any) -> tuple[Any, ...]:
+        return (client.ledger_address, client.address, *extra_args)
 
     @property
     def address(self) -> str:

@@ -46,7 +46,7 @@ movements = sa.Table(
     sa.Column("block", sa.BigInteger, nullable=False),
     sa.Column("log_index", sa.Integer, nullable=False),
     sa.Column("tx_hash", sa.String(66), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # settlement, payment, demurrage
+    sa.Column("kind", sa.String(16), nullable=False),  # settlement, payment, demurrage, replacement
     sa.Column("unit", sa.SmallInteger, nullable=False),
     sa.Column("account", sa.String(42), nullable=False),
     sa.Column("counterparty", sa.String(42)),

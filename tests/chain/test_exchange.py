@@ -146,7 +146,7 @@ def test_forged_and_altered_intents_are_refused(chain: Chain, ex: ExchangeClient
 
 
 def test_expired_offers_and_takes_are_refused(chain: Chain, ex: ExchangeClient) -> None:
-    o, msig, taker, td, tsig = signed_trade(chain, ex, 0, 1, KWH, 1_000, HOUR)
+    o, msig, taker, td, _ = signed_trade(chain, ex, 0, 1, KWH, 1_000, HOUR)
     now = chain.now()
     stale = ex.offer(chain.member(0), KWH, 1_000, HOUR, deadline=now - 1)
     with refused("IntentExpired"):

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from community.chain import devnet
 from community.chain.exchange import ExchangeClient
-from community.chain.fund import FundError, contribution_wh, fund_allocation, pack_preferences, unpack_preferences
+from community.chain.fund import (
+    FundError,
+    contribution_wh,
+    fund_allocation,
+    pack_preferences,
+    unpack_preferences,
+)
 from community.chain.governance import Call, GovernanceClient, Rules
 from quartier.signing import address_of
 from tests.chain.conftest import DAY, HOUR, KWH, Chain, key

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -125,7 +125,7 @@ class ImageSim:
         self.injected[kind] = self.injected.get(kind, 0) + 1
 
 
-def sunspec_image(models: list[tuple[int, dict[str, object]]]) -> list[int]:
+def sunspec_image(models: list[tuple[int, Mapping[str, object]]]) -> list[int]:
     """A SunSpec map from 40000 laid out by pysunspec2: marker, models, end marker."""
     import struct
 

@@ -76,7 +76,7 @@ def test_scaling_is_exact_integer_arithmetic(raw: int, sf: int, exponent: int) -
     from decimal import Decimal
 
     want = Decimal(raw).scaleb(sf + exponent).to_integral_value(rounding="ROUND_HALF_EVEN")
-    assert sunspec._scaled(raw, sf, exponent) == int(want)
+    assert sunspec._scale_int(raw, sf + exponent) == int(want)
 
 
 def test_read_plan_stays_within_125_registers() -> None:

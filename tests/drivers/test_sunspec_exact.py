@@ -125,3 +125,4 @@ def test_both_listed_the_answered_one_is_used(line) -> None:
         assert dev.describe()["models"] == [1, 103, 113]
     finally:
         dev.close()
+

@@ -17,6 +17,8 @@ from firmware_sim.plant import Plant, SimClock
 from firmware_sim.rtu_line import RtuLine
 from gateway.drivers import Device, DeviceSpec, open_device
 from gateway.drivers.base import DeviceError
+from gateway.drivers.spec import Role
+from gateway.drivers.sunspec_device import SunSpecDevice
 
 NOON = datetime(2024, 6, 21, 11, 0, tzinfo=UTC)  # a June noon in Paris: the inverter produces
 
@@ -42,9 +44,11 @@ def rtu_line() -> Iterator[object]:
         line.stop()
 
 
-def open_on(line: RtuLine, unit: int, role: str, timeout_s: float = 1.0) -> Device:
-    return open_device(DeviceSpec(f"unit{unit}", "sunspec", None, line.path, unit, role,
-                                  baudrate=line.baudrate, timeout_s=timeout_s))
+def open_on(line: RtuLine, unit: int, role: Role, timeout_s: float = 1.0) -> SunSpecDevice:
+    dev = open_device(DeviceSpec(f"unit{unit}", "sunspec", None, line.path, unit, role,
+                                 baudrate=line.baudrate, timeout_s=timeout_s))
+    assert isinstance(dev, SunSpecDevice)
+    return dev
 
 
 @dataclass
@@ -52,7 +56,7 @@ class PollLog:
     polls: int = 0
     correct: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    wrong: list[tuple[dict[str, int], dict[str, int]]] = field(default_factory=list)
+    wrong: list[tuple[dict[str, int | None], dict[str, int]]] = field(default_factory=list)
 
 
 def poll_every(dev: Device, sim: SunSpecSim, interval_s: float, duration_s: float,

@@ -7,6 +7,7 @@ import pytest
 
 from firmware_sim.faults import Faults
 from gateway.drivers import sunspec
+from gateway.drivers.spec import Role
 from tests.field.field_helpers import make_sim, open_on, rtu_line  # noqa: F401
 
 READS = 150
@@ -16,7 +17,7 @@ SF_POINTS = {"inverter": ("A_SF", "V_SF", "W_SF", "Hz_SF", "WH_SF"),
 
 @pytest.mark.parametrize(("kind", "role", "model"), [("inverter", "production", 103),
                                                      ("meter", "grid", 203)])
-def test_changing_scale_factors_decode_exactly_every_time(rtu_line, kind: str, role: str,  # noqa: F811
+def test_changing_scale_factors_decode_exactly_every_time(rtu_line, kind: str, role: Role,  # noqa: F811
                                                           model: int) -> None:
     sim = make_sim(kind, 1, seed=11, faults=Faults(sf_change=True))
     line = rtu_line({1: sim}, baudrate=115200, pace=False)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from community.app import services
 from community.app import sessions as sess
+from community.app.relay import provision_new_member
 from community.app.web import Ctx, get_ctx, render, require_board
 
 router = APIRouter()
@@ -69,7 +70,11 @@ def member_submit(member_id: str = Form(""), name: str = Form(""), ctx: Ctx = De
                   account: sess.Account = Depends(require_board)) -> Response:
     from community.registry import add_member
 
-    return _registry_change(ctx, lambda conn: add_member(conn, member_id.strip(), name))
+    def change(conn: Any) -> None:
+        add_member(conn, member_id.strip(), name)
+        provision_new_member(conn, ctx.settings, member_id.strip())
+
+    return _registry_change(ctx, change)
 
 
 @router.post("/board/gateways", include_in_schema=False)
@@ -150,6 +155,7 @@ def api_add_member(body: MemberIn, ctx: Ctx = Depends(get_ctx),
 
     def change(conn: Any) -> MemberOut:
         m = add_member(conn, body.id, body.name)
+        provision_new_member(conn, ctx.settings, m.id)
         return MemberOut(id=m.id, name=m.name)
 
     return _registry_api(ctx, change)

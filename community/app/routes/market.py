@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from community.app import services
 from community.app.fmt import to_base
+from community.app.relay import relayer_of
 from community.app.sessions import Account
 from community.app.web import Ctx, get_ctx, parse_number, render, require_member
 
@@ -62,7 +63,8 @@ def take_submit(offer_id: int, quantity: str = Form(""), pay_unit: str = Form(""
             if offer is None:
                 raise services.ServiceError("err.offer", "offer")
             amount = to_base(str(offer["unit"]), parse_number(quantity, "quantity"))
-            result = services.take_offer(conn, account.member_id, offer_id, amount, pay_unit, ctx.now())
+            result = services.take_offer(conn, account.member_id, offer_id, amount, pay_unit, ctx.now(),
+                                         relayer=relayer_of(ctx.settings))
     except services.ServiceError as exc:
         return _form_error(ctx, account, exc)
     if result["status"] == "settled":
@@ -82,7 +84,8 @@ def confirm_submit(trade_id: int, ctx: Ctx = Depends(get_ctx),
     assert account.member_id
     try:
         with ctx.engine().begin() as conn:
-            services.confirm_trade(conn, account.member_id, trade_id, ctx.now())
+            services.confirm_trade(conn, account.member_id, trade_id, ctx.now(),
+                                   relayer=relayer_of(ctx.settings))
     except services.ServiceError as exc:
         return _form_error(ctx, account, exc)
     return RedirectResponse("/market?done=confirmed", status_code=303)
@@ -174,7 +177,8 @@ def api_take(offer_id: int, body: TakeIn, ctx: Ctx = Depends(get_ctx),
     assert account.member_id
     with ctx.engine().begin() as conn:
         return TradeOut(**services.take_offer(conn, account.member_id, offer_id, body.quantity,  # type: ignore[arg-type]
-                                              body.pay_unit, ctx.now()))
+                                              body.pay_unit, ctx.now(),
+                                              relayer=relayer_of(ctx.settings)))
 
 
 @api.post("/trades/{trade_id}/confirm", response_model=TradeOut,
@@ -183,7 +187,8 @@ def api_confirm(trade_id: int, ctx: Ctx = Depends(get_ctx),
                 account: Account = Depends(require_member)) -> TradeOut:
     assert account.member_id
     with ctx.engine().begin() as conn:
-        return TradeOut(**services.confirm_trade(conn, account.member_id, trade_id, ctx.now()))  # type: ignore[arg-type]
+        return TradeOut(**services.confirm_trade(conn, account.member_id, trade_id, ctx.now(),  # type: ignore[arg-type]
+                                                relayer=relayer_of(ctx.settings)))
 
 
 @api.get("/trades", response_model=list[TradeOut], summary="My trades, as buyer or seller")

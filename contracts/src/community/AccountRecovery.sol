@@ -115,12 +115,12 @@ contract AccountRecovery is AccessControl, MemberIntents {
     // ---- opening a request ----
 
     function requestByBoard(address from, address to) external onlyRole(BOARD_ROLE) {
-        _open(from, to);
+        _open(from, to, msg.sender);
     }
 
     function requestByMember(address from, address to, uint64 nonce, uint64 deadline, bytes calldata sig) external {
         _useIntent(from, keccak256(abi.encode(REQUEST_TYPEHASH, from, to, nonce, deadline)), nonce, deadline, sig);
-        _open(from, to);
+        _open(from, to, from);
     }
 
     /// A guardian of `from` approves replacing it by `to`; the request opens at the
@@ -145,18 +145,18 @@ contract AccountRecovery is AccessControl, MemberIntents {
         emit ReplacementApproved(from, to, guardian);
         uint256 count;
         for (; bits != 0; bits &= bits - 1) ++count;
-        if (count >= threshold[from]) _open(from, to);
+        if (count >= threshold[from]) _open(from, to, guardian);
     }
 
     // ---- cancelling and executing ----
 
     function cancel(address from, uint64 nonce, uint64 deadline, bytes calldata sig) external {
         _useIntent(from, keccak256(abi.encode(CANCEL_TYPEHASH, from, nonce, deadline)), nonce, deadline, sig);
-        _close(from, false);
+        _close(from, false, from);
     }
 
     function cancelByBoard(address from) external onlyRole(BOARD_ROLE) {
-        _close(from, false);
+        _close(from, false, msg.sender);
     }
 
     /// Anyone may execute a request whose delay has run.
@@ -164,7 +164,7 @@ contract AccountRecovery is AccessControl, MemberIntents {
         Request memory r = requests[from];
         if (r.to == address(0)) revert NoRequest(from);
         if (block.timestamp < r.readyAt) revert NotReady(from, r.readyAt);
-        _close(from, true);
+        _close(from, true, msg.sender);
         LEDGER.replaceAccount(from, r.to);
         if (address(PREFERENCES) != address(0)) PREFERENCES.movePreferences(from, r.to);
         _guardians[r.to] = _guardians[from];
@@ -173,7 +173,7 @@ contract AccountRecovery is AccessControl, MemberIntents {
         delete threshold[from];
     }
 
-    function _open(address from, address to) private {
+    function _open(address from, address to, address by) private {
         if (from == to || to == address(0)) revert SameAccount(from);
         if (!LEDGER.isMember(from)) revert NotAMember(from);
         Request storage r = requests[from];
@@ -181,15 +181,15 @@ contract AccountRecovery is AccessControl, MemberIntents {
         uint40 readyAt = uint40(block.timestamp + delay);
         requests[from] = Request(to, readyAt);
         ++round[from];
-        emit ReplacementRequested(from, to, msg.sender, readyAt);
+        emit ReplacementRequested(from, to, by, readyAt);
     }
 
-    function _close(address from, bool executed) private {
+    function _close(address from, bool executed, address by) private {
         address to = requests[from].to;
         if (to == address(0)) revert NoRequest(from);
         delete requests[from];
         ++round[from];
-        if (executed) emit ReplacementExecuted(from, to, msg.sender);
-        else emit ReplacementCancelled(from, to, msg.sender);
+        if (executed) emit ReplacementExecuted(from, to, by);
+        else emit ReplacementCancelled(from, to, by);
     }
 }

@@ -68,16 +68,16 @@ contract Exchange is AccessControl, MemberIntents {
 
     /// `baseAmount` base units of `base` are worth `quoteAmount` of `quote`, and the
     /// reverse. Both zero withdraws the rate (no trade between the two units).
-    function setRate(uint8 base, uint8 quote, uint128 baseAmount, uint128 quoteAmount)
+    function setRate(uint8 baseUnit, uint8 quoteUnit, uint128 baseAmount, uint128 quoteAmount)
         external
         onlyRole(GOVERNOR_ROLE)
     {
-        if (base == quote || (baseAmount == 0) != (quoteAmount == 0)) {
-            revert BadRate(base, quote, baseAmount, quoteAmount);
+        if (baseUnit == quoteUnit || (baseAmount == 0) != (quoteAmount == 0)) {
+            revert BadRate(baseUnit, quoteUnit, baseAmount, quoteAmount);
         }
-        _rates[base][quote] = uint256(baseAmount) | (uint256(quoteAmount) << 128);
-        _rates[quote][base] = uint256(quoteAmount) | (uint256(baseAmount) << 128);
-        emit RateSet(base, quote, baseAmount, quoteAmount);
+        _rates[baseUnit][quoteUnit] = uint256(baseAmount) | (uint256(quoteAmount) << 128);
+        _rates[quoteUnit][baseUnit] = uint256(quoteAmount) | (uint256(baseAmount) << 128);
+        emit RateSet(baseUnit, quoteUnit, baseAmount, quoteAmount);
     }
 
     function rateOf(uint8 give, uint8 want) external view returns (uint128 giveAmount, uint128 wantAmount) {
