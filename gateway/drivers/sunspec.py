@@ -11,6 +11,7 @@ one): a scale factor that changes between two reads cannot mix with the other re
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -284,22 +285,16 @@ def raw_points(
     scale factor register **of the same response** (never one read earlier): a point
     whose scale factor is not in its response, or not implemented, is left out rather
     than guessed."""
-    table = POINTS.get(model_id)
-    if table is None:
-        raise SunSpecError(f"SunSpec model {model_id} is not supported")
     corr = corrections or {}
     out: dict[str, RawPoint] = {}
-    wanted = table.keys() if names is None else [n for n in names if n in table]
-    for name in wanted:
-        offset, kind, sf_name = table[name]
-        if kind == "sf":
-            continue
+    for name, offset, kind, sf_offset in _plan(model_id, None if names is None else tuple(names)):
         c = corr.get(name)
         where = offset + (c.offset if c else 0)
-        needs_sf = sf_name is not None and kind not in ("f32",) and (c is None or c.sf is None)
-        i = _locate(blocks, where, _width(kind), table[sf_name][0] if needs_sf and sf_name else None)
+        width = 2 if kind in ("acc32", "f32") else 1
+        needs_sf = sf_offset is not None and kind != "f32" and (c is None or c.sf is None)
+        i = _locate(blocks, where, width, sf_offset if needs_sf else None)
         if i is None and needs_sf:
-            i = _locate(blocks, where, _width(kind))  # present, but not with its factor
+            i = _locate(blocks, where, width)  # present, but not with its factor
             if i is not None:
                 continue
         if i is None:
@@ -309,17 +304,32 @@ def raw_points(
         if raw is None:
             continue
         sf_power = 0
-        if sf_name is not None and not isinstance(raw, float):
+        if sf_offset is not None and not isinstance(raw, float):
             if c is not None and c.sf is not None:
                 sf: int | float | None = c.sf
             else:
-                sf_at = table[sf_name][0] - start
+                sf_at = sf_offset - start
                 sf = _raw(regs, sf_at, "sf") if 0 <= sf_at < len(regs) else None
             if sf is None:
                 continue  # a value without its scale factor is meaningless
             sf_power = int(sf)
         out[name] = (raw, sf_power, c)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(model_id: int, names: tuple[str, ...] | None) -> tuple[tuple[str, int, str, int | None], ...]:
+    """(name, offset, kind, offset of its scale factor) of the points to decode, worked
+    out once per model: decoding runs on every poll."""
+    table = POINTS.get(model_id)
+    if table is None:
+        raise SunSpecError(f"SunSpec model {model_id} is not supported")
+    wanted = table.keys() if names is None else [n for n in names if n in table]
+    return tuple(
+        (name, table[name][0], table[name][1],
+         table[table[name][2]][0] if table[name][2] is not None else None)  # type: ignore[index]
+        for name in wanted if table[name][1] != "sf"
+    )
 
 
 def _exact(point: RawPoint) -> Fraction:
@@ -389,7 +399,7 @@ def decode_blocks(
         put("e_prod_wh", "WH", 0)
         st = points.get("St")
         if st is not None:
-            out["st"] = int(_exact(st))
+            out["st"] = _in_units(st, 0)
     else:
         put("e_imp_wh", "TotWhImp", 0)
         put("e_exp_wh", "TotWhExp", 0)
