@@ -35,12 +35,23 @@ def _lines(gw: Gateway) -> dict[str, Any]:
             "requests": line.stats.requests,
             "utilisation": round(min(line.stats.busy_s / elapsed, 1.0), 4),
             "errors": dict(line.stats.errors),
+            "reconnects": line.stats.reconnects,
             "devices": [],
             "behind": [],
         })
         entry["devices"].append(p.cfg.name)
         if p.state.late:
             entry["behind"].append(p.cfg.name)
+    return out
+
+
+def _device(poller: Any) -> dict[str, Any]:
+    """A device's state, with the driver's own exact counters: a meter sending frames
+    faster than it is polled has errors between polls that no poll sees."""
+    out: dict[str, Any] = poller.state.as_dict()
+    counters = getattr(poller.device, "counters", None)
+    if callable(counters):
+        out["counters"] = counters()
     return out
 
 
@@ -70,7 +81,7 @@ def snapshot(gw: Gateway, running: bool = True) -> dict[str, Any]:
             "last_error": pub.last_error,
             "since_ms": int(pub.last_change * 1000),
         },
-        "devices": {p.cfg.name: p.state.as_dict() for p in gw.pollers},
+        "devices": {p.cfg.name: _device(p) for p in gw.pollers},
         "lines": _lines(gw),
         "proxies": [pr.stats() for pr in gw.proxies],
     }
@@ -180,6 +191,10 @@ def render_metrics(snap: dict[str, Any]) -> str:
            [({"device": n}, d["readings"]) for n, d in devs.items()])
     metric("quartier_device_errors_total", "counter", "Device errors by class.",
            [({"device": n, "kind": k}, v) for n, d in devs.items() for k, v in d["errors"].items()])
+    metric("quartier_device_frames_total", "counter",
+           "Frames or answers seen by the driver, by outcome (ok, checksum, timeout, ...).",
+           [({"device": n, "outcome": k}, v) for n, d in devs.items()
+            for k, v in d.get("counters", {}).items()])
     metric("quartier_device_flags_total", "counter", "Flagged readings by flag.",
            [({"device": n, "flag": k}, v) for n, d in devs.items() for k, v in d["flags"].items()])
     metric("quartier_device_up", "gauge", "1 ok, 0.5 asleep, 0 failing.",

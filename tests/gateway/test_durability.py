@@ -179,6 +179,12 @@ def test_failing_devices_do_not_stop_the_others(tmp_path: Path, broker: Mosquitt
     # the good device kept its pace while the others failed and backed off
     assert devs["good"]["polls"] >= 15, devs["good"]
     assert devs["good"]["state"] == "ok" and devs["good"]["errors"] == {}
+    # the driver's own counters: every answer of the good inverter was ok, the silent one
+    # only timed out, and the garbage one gave nothing that decoded
+    assert devs["good"]["counters"]["ok"] >= devs["good"]["readings"]
+    assert devs["good"]["counters"]["timeout"] == 0
+    assert devs["silent"]["counters"]["ok"] == 0 and devs["silent"]["counters"]["timeout"] >= 1
+    assert devs["garbage"]["counters"]["ok"] == 0
     for name in ("garbage", "silent", "dead"):
         d = devs[name]
         assert d["state"] == "failing" and d["readings"] == 0, (name, d)
