@@ -69,7 +69,9 @@ def deploy(
     out: Path = typer.Option(None, "--out", help="Also write the addresses to this JSON file"),
     passphrase_env: str = typer.Option("QUARTIER_KEY_PASSPHRASE", help="Env var holding the key passphrase"),
 ) -> None:
-    """Deploy the community ledger and print its addresses as JSON."""
+    """Deploy the community ledger and the contracts around it (exchange, governance,
+    conversion out, account recovery, helpers, payment requests); print their addresses
+    as JSON."""
     import os
 
     from community.chain.client import DEFAULT_UNITS, ChainClient, ChainError, UnitSpec
@@ -90,9 +92,12 @@ def deploy(
     try:
         client = ChainClient(rpc, secret)
         deployment = client.deploy(community_id, fund=fund, units=units)
+        from community.chain.suite import deploy_suite
+
+        suite = deploy_suite(client)
     except ChainError as exc:
         _fail(str(exc))
-    text = json.dumps(deployment.as_dict(), indent=2)
+    text = json.dumps({**deployment.as_dict(), "contracts": suite.addresses()}, indent=2)
     if out is not None:
         out.write_text(text + "\n")
     print(text)

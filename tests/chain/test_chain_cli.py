@@ -31,6 +31,12 @@ def test_deploy_prints_the_addresses_and_writes_them(tmp_path: Path) -> None:
         assert doc["community"] == "rue-des-lilas" and doc["units"] == {"KWH": 0, "HOUR": 1, "KG": 2}
         client = ChainClient(node.url, devnet.DEV_KEY, ledger=doc["ledger"])
         assert client.units() == doc["units"]
+        from community.chain.suite import attach_suite
+
+        suite = attach_suite(client, doc["contracts"])
+        assert set(doc["contracts"]) == {"exchange", "conversion", "governance", "recovery",
+                                         "helpers", "requests"}
+        assert suite.governance.rules() is not None  # the deployed governance answers
 
         bad = CliRunner().invoke(app, ["chain", "deploy", "--rpc", node.url, "--community", "x"])
         assert bad.exit_code == 1 and "--key FILE is needed" in bad.stderr
