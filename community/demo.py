@@ -237,7 +237,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         runtimes.append(HomeRuntime(home, gk.address, account, hdir / "gateway.toml"))
     say(f"{len(p.homes)} homes enrolled ({len(p.producers)} with panels)")
     if not opts.headless:
-        _start_app(opts, p, database_url, chain)
+        _start_app(opts, p, database_url, chain, custody)
         say(f"web app on http://127.0.0.1:{opts.port}/ — it fills up as the day runs")
 
     env = {**os.environ, SIM_CLOCK_ENV: "", "TZ": "UTC", "PYTHONUNBUFFERED": "1"}
@@ -543,7 +543,7 @@ def demo_cmd(
         typer.echo("stopped")
 
 
-def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any) -> None:
+def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any, custody: Any) -> None:
     """Serve the web app from a thread while the demo runs, and after it."""
     import uvicorn
 
@@ -551,7 +551,7 @@ def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any) ->
     from community.app.sessions import ensure_member_accounts
 
     application = create_app(AppSettings(database_url=database_url, community="Quartier démo",
-                                         chain=chain))
+                                         chain=chain, custody=custody))
     with application.state.engine.begin() as conn:
         ensure_member_accounts(conn, DEMO_PASSWORD, now=int(time.time()),
                                board=(p.homes[0].member,), operator="operator")

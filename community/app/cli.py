@@ -79,14 +79,15 @@ def account_add(
 ) -> None:
     """Create a login account (the password is asked for, or read from stdin)."""
     from community.app import services, sessions
-    from community.custody import Custody, CustodyError, create_tables
+    from community.custody import Custody, CustodyError
     from community.db import DatabaseError, open_db
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "password", hide_input=True, confirmation_prompt=True)
     try:
+        custody = Custody.from_file(kek_file) if kek_file is not None and member else None
         engine = open_db(database_url)
-        services.init_app_tables(engine)
+        services.init_app_tables(engine)  # with the custody table
         with engine.begin() as conn:
             if member and services.member_name(conn, member) is None:
                 raise _fail(f"no member {member!r}: add it first with `quartier members add`")
@@ -95,11 +96,10 @@ def account_add(
                                                                     if member else None),
                                               now=int(time.time()))
             address = None
-            if kek_file is not None and member:
+            if custody is not None and member:
                 from community.app.relay import provision_member
 
-                create_tables(engine)
-                address = provision_member(conn, Custody.from_file(kek_file), member)
+                address = provision_member(conn, custody, member)
     except (DatabaseError, sessions.AccountError, CustodyError) as exc:
         raise _fail(str(exc)) from None
     print(f"account {account.username} ({account.role}) created"

@@ -16,7 +16,14 @@ from eth_account.messages import encode_typed_data
 from typer.testing import CliRunner
 
 from community.chain.intents import Payment
-from community.custody import Custody, CustodyError, SelfCustody, create_tables, custody_keys, load_kek
+from community.custody import (
+    Custody,
+    CustodyError,
+    SelfCustody,
+    create_tables,
+    custody_keys,
+    load_kek,
+)
 from community.db import open_db
 from quartier.cli import app as root_cli
 from quartier.signing import address_of, recover_hash
@@ -43,13 +50,13 @@ def test_kek_file_refused_when_others_can_read_it_or_it_is_not_a_key(tmp_path: P
     path = tmp_path / "kek"
     load_kek(path)
     os.chmod(path, 0o644)
-    with pytest.raises(CustodyError, match="accessible to other users.*chmod 600"):
+    with pytest.raises(CustodyError, match=r"accessible to other users.*chmod 600"):
         load_kek(path)
     os.chmod(path, 0o600)
     path.write_text("not hex\n")
     with pytest.raises(CustodyError, match="not 64 hex digits"):
         load_kek(path)
-    with pytest.raises(CustodyError, match="no key-encryption key at .*--kek-file"):
+    with pytest.raises(CustodyError, match=r"no key-encryption key at .*--kek-file"):
         load_kek(tmp_path / "missing", create=False)
 
 
@@ -72,7 +79,7 @@ def test_ciphertext_in_the_database_never_contains_the_key(tmp_path: Path, engin
         for row in rows:
             assert secret not in bytes(row.ciphertext) and secret.hex() not in repr(row)
     assert len({bytes(r.nonce) for r in rows}) == len(rows)  # a fresh nonce per seal
-    assert "kek" not in repr(custody).lower().replace("kek_id", "")
+    assert load_kek(tmp_path / "kek").hex() not in repr(custody)
 
 
 def test_a_wrong_kek_fails_clearly(tmp_path: Path, engine: sa.Engine) -> None:
@@ -182,3 +189,24 @@ def test_wallet_register_links_the_members_own_address(tmp_path: Path) -> None:
     again = CliRunner().invoke(root_cli, ["wallet", "register", "--member", "dora", "--address", own,
                                           "--database-url", url])
     assert again.exit_code == 2 and "already has a ledger key" in again.output
+
+
+def test_app_account_add_creates_the_members_sealed_key(tmp_path: Path) -> None:
+    from community import registry
+    from community.settlement.run import accounts_of
+
+    url = f"sqlite:///{tmp_path}/q.sqlite"
+    engine = open_db(url)
+    with engine.begin() as conn:
+        registry.add_member(conn, "zoe", "Zoe")
+    engine.dispose()
+    kek = tmp_path / "kek"
+    made = CliRunner().invoke(root_cli, ["app", "account", "add", "zoe", "--member", "zoe", "--password-stdin",
+                                         "--kek-file", str(kek), "--database-url", url],
+                              input="a long enough password\n")
+    assert made.exit_code == 0, made.output
+    address = made.output.strip().rsplit(" ", 1)[-1]
+    assert stat.S_IMODE(kek.stat().st_mode) == 0o600
+    with open_db(url).connect() as conn:
+        assert accounts_of(conn, ["zoe"]) == {"zoe": address}
+        assert address_of(Custody.from_file(kek).unlock(conn, "zoe")) == address

@@ -64,7 +64,7 @@ def world(tmp_path: Path, chain: ChainClient) -> World:
 
 
 def _entries(conn: sa.Connection, ref: str) -> list[Any]:
-    return conn.execute(sa.select(t.entries).where(t.entries.c.ref == ref).order_by(t.entries.c.id)).all()
+    return list(conn.execute(sa.select(t.entries).where(t.entries.c.ref == ref).order_by(t.entries.c.id)))
 
 
 def _service_paid_by(w: World, buyer: str, seller: str, hours: int, relayer: Relayer | None) -> dict[str, Any]:
@@ -151,8 +151,9 @@ def test_a_floor_on_chain_refuses_with_the_amounts(world: World) -> None:
     text = translate("en", err.code, **err.params)
     assert text == ("The ledger refused your payment of 1.50 h: your balance would fall to -1.50 h, "
                     "1.00 h below your floor of -0.50 h.")
-    assert "1,50 h" not in translate("fr", err.code, **err.params) and "plancher de -0.50 h" in translate(
-        "fr", err.code, **err.params)
+    assert translate("fr", err.code, **err.params) == (
+        "Le registre a refusé votre paiement de 1.50 h : votre solde tomberait à -1.50 h, "
+        "1.00 h sous votre plancher de -0.50 h.")
 
 
 def test_a_ceiling_on_chain_refuses_with_the_amounts(world: World) -> None:
