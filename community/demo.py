@@ -570,6 +570,8 @@ def _print_table(s: dict[str, Any]) -> None:
         ("exported to the grid", f"{s['grid_export_wh'] / 1000:.1f} kWh"),
         ("imported from the grid", f"{s['grid_import_wh'] / 1000:.1f} kWh"),
         ("crypto-kWh settled", f"{s['kwh_settled'] / 1000:.1f} kWh"),
+        ("donated to a neighbour", f"{s.get('donated_wh', 0) / 1000:.1f} kWh"),
+        ("trades", f"{s.get('trades', 0)} ({s.get('payments_on_chain', 0)} payments on chain)"),
         ("balances on chain = SQL", "yes" if s["chain_equals_sql"] else "NO"),
         ("certificate verified", "yes" if s["certificate_verified"] else "NO"),
     ]
