@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import free_port, wait_port
+from tests.support import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 ANVIL = REPO / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from quartier.cli import app
 from quartier.keys import GatewayKey
-from tests.conftest import free_port, mosquitto_binary, wait_port
+from tests.support import free_port, mosquitto_binary, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -30,7 +30,7 @@ from gateway.setup_wizard import (
     unique_names,
 )
 from quartier.cli import app
-from tests.conftest import free_port, wait_port
+from tests.support import free_port, wait_port
 
 QUARTIER = str(Path(sys.executable).with_name("quartier"))
 runner = CliRunner()

@@ -16,8 +16,8 @@ from community.ingest import pipeline as pl
 from community.ingest import store
 from community.ingest.config import InfluxConfig
 from community.ingest.influx import InfluxExporter
-from tests.conftest import free_port, wait_port
 from tests.ingest.ingest_helpers import COMMUNITY, T0_MS, Gw, enrol
+from tests.support import free_port, wait_port
 
 
 @pytest.fixture
