@@ -184,6 +184,22 @@ class Custody:
                          now: int | None = None) -> str:
         return register_address(conn, member_id, address, now)
 
+    def adopt(self, conn: sa.Connection, member_id: str, address: str, key: PrivateKey | None,
+              now: int | None = None) -> None:
+        """After the ledger replaced the member's account: their row now holds `key`, sealed
+        here (server custody), or only `address` when `key` is None (self-custody)."""
+        address = to_checksum_address(address)
+        values: dict[str, object] = {"address": address, "mode": "self", "kek_id": None, "nonce": None,
+                                     "ciphertext": None, "created_at": int(time.time()) if now is None else now}
+        if key is not None:
+            if address_of(key) != address:
+                raise CustodyError(f"the key given for member {member_id!r} is not for {address}")
+            nonce = os.urandom(NONCE_BYTES)
+            values |= {"mode": "server", "kek_id": self.kek_id, "nonce": nonce,
+                       "ciphertext": self._aead.encrypt(nonce, key.secret, _aad(member_id, address))}
+        conn.execute(custody_keys.delete().where(custody_keys.c.member_id == member_id))
+        conn.execute(custody_keys.insert().values(member_id=member_id, **values))
+
     def unlock(self, conn: sa.Connection, member_id: str) -> PrivateKey:
         """The member's private key, for signing one intent now. Callers must have
         authenticated the member first and must not keep or log the key."""

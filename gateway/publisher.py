@@ -19,6 +19,7 @@ import collections
 import contextlib
 import logging
 import ssl
+import struct
 import threading
 import time
 from typing import Any
@@ -62,6 +63,25 @@ class _BufferedSocket:
         del self._rbuf[:bufsize]
         return out
 
+    def take_packet(self) -> tuple[int, bytearray] | None:
+        """(fixed header byte, rest) of the next MQTT packet when the read buffer holds
+        all of it, else None (paho then reads it piecewise through `recv`)."""
+        buf = self._rbuf
+        end = len(buf)
+        at, length, shift = 1, 0, 0
+        while at < end and shift <= 21:  # remaining length: at most 4 bytes (MQTT §2.2.3)
+            b = buf[at]
+            at += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                if at + length > end:
+                    return None
+                command, body = buf[0], buf[at:at + length]
+                del buf[:at + length]
+                return command, body
+            shift += 7
+        return None
+
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)
         return len(self._rbuf) + (inner() if inner is not None else 0)
@@ -92,6 +112,9 @@ class _BufferedSocket:
 
 def _client_class() -> Any:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.client import mqtt_ms_publish as _QUEUED_FOR_RESEND
+    from paho.mqtt.client import mqtt_ms_wait_for_puback as _WAIT_FOR_PUBACK
+    from paho.mqtt.exception import MalformedPacket
 
     class Client(mqtt.Client):  # type: ignore[misc]
         on_ack: Any = None  # called with the message id of each PUBACK (network thread)
@@ -111,6 +134,31 @@ def _client_class() -> Any:
                 except OSError:
                     pass  # the connection is gone: the next read says so to paho
             return rc
+
+        def _packet_read(self) -> Any:
+            # A whole packet already read ahead (PUBACKs come dozens per recv) is handled
+            # at once rather than in three reads of the buffer.
+            sock = self._sock
+            if self._in_packet["command"] == 0 and isinstance(sock, _BufferedSocket):
+                frame = sock.take_packet()
+                if frame is not None:
+                    command, body = frame
+                    self._in_packet = {
+                        "command": command, "have_remaining": 1, "remaining_count": [],
+                        "remaining_mult": 1, "remaining_length": len(body),
+                        "packet": body, "to_process": 0, "pos": 0}
+                    try:
+                        rc = self._packet_handle()
+                    except MalformedPacket:
+                        rc = mqtt.MQTT_ERR_PROTOCOL
+                    self._in_packet = {
+                        "command": 0, "have_remaining": 0, "remaining_count": [],
+                        "remaining_mult": 1, "remaining_length": 0,
+                        "packet": bytearray(b""), "to_process": 0, "pos": 0}
+                    with self._msgtime_mutex:
+                        self._last_bytes_received = mqtt.time_func()
+                    return rc
+            return super()._packet_read()
 
         def _handle_pubackcomp(self, cmd: Any) -> Any:
             # A PUBACK in MQTT 3.1.1 is a message id and nothing else; paho builds a
@@ -142,6 +190,55 @@ def _client_class() -> Any:
                 return super()._packet_queue(*args, **kwargs)
             finally:
                 self._sockpairW = wake
+
+        def publish_qos1_many(self, topic: str, payloads: list[bytes]) -> list[int]:
+            """`publish(topic, p, qos=1)` for each payload, in order: the same session
+            state (each message kept until its PUBACK, re-sent after a reconnect) and the
+            same packets, without paho's per-message generality (properties, QoS 0/2,
+            logging, one wake-up per packet). Falls back to `publish` where that differs."""
+            if self._protocol != mqtt.MQTTv311 or self._max_inflight_messages \
+                    or self._max_queued_messages:
+                return [int(self.publish(topic, p, qos=1).mid) for p in payloads]
+            topic_bytes = topic.encode("utf-8")
+            self._raise_for_invalid_topic(topic_bytes)
+            head = struct.pack("!H", len(topic_bytes)) + topic_bytes
+            now = mqtt.time_func()  # paho's message clock
+            mids: list[int] = []
+            out_messages, out_packets = self._out_messages, self._out_packet
+            with self._out_message_mutex:
+                for payload in payloads:
+                    mid = self._mid_generate()
+                    if mid in out_messages:
+                        mids.append(int(self.publish(topic, payload, qos=1).mid))
+                        continue
+                    message = mqtt.MQTTMessage(mid, topic_bytes)
+                    message.timestamp = now
+                    message.payload = payload
+                    message.qos = 1
+                    out_messages[mid] = message
+                    self._inflight_messages += 1
+                    message.state = _WAIT_FOR_PUBACK
+                    mids.append(mid)
+                    if self._sock is None:
+                        self._inflight_messages -= 1
+                        message.state = _QUEUED_FOR_RESEND
+                        message.info.rc = mqtt.MQTT_ERR_NO_CONN
+                        continue
+                    n = 4 + len(topic_bytes) + len(payload)
+                    packet = bytearray(b"\x32")  # PUBLISH, QoS 1
+                    while True:  # remaining length, 7 bits per byte (MQTT 3.1.1 §2.2.3)
+                        if n < 0x80:
+                            packet.append(n)
+                            break
+                        packet.append((n & 0x7F) | 0x80)
+                        n >>= 7
+                    packet += head
+                    packet += mid.to_bytes(2, "big")
+                    packet += payload
+                    out_packets.append({"command": 0x30, "mid": mid, "qos": 1, "pos": 0,
+                                        "to_process": len(packet), "packet": packet,
+                                        "info": message.info})
+            return mids
 
         def want_write(self) -> bool:
             sock = self._sock
@@ -254,7 +351,7 @@ class Publisher:
         c = self.client
         c.batching = True
         try:
-            mids = [int(c.publish(topic, p, qos=1).mid) for p in payloads]
+            mids: list[int] = c.publish_qos1_many(topic, payloads)
         finally:
             c.batching = False
         wake = c._sockpairW

@@ -23,6 +23,7 @@ broker away for a weekend costs disk, not memory.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import signal
@@ -55,6 +56,8 @@ ENERGY_KEYS = ("e_imp_wh", "e_exp_wh", "e_prod_wh")
 SLEEP_KINDS = frozenset({"timeout", "connection"})
 ASLEEP_RETRY_MAX_S = 120.0  # an asleep inverter is tried at least this often
 CARRY_INTERVAL_MS = 15 * 60 * 1000  # an asleep inverter's counter is carried once per interval
+PUSH_DRIVERS = ("tic", "p1")  # meters that send frames on their own
+BAD_FRAME_KINDS = ("checksum", "frame")
 
 DeviceOpener = Callable[[DeviceConfig], Device]
 
@@ -192,9 +195,13 @@ class DevicePoller:
         st.errors[kind] = st.errors.get(kind, 0) + 1
         st.last_error = f"{kind}: {exc}"
         st.last_error_ms = ts
-        # Exponential backoff from the poll interval, capped.
+        # Exponential backoff from the poll interval, capped. Not for a serial meter whose
+        # frames arrive but are bad: it pushes them whether we read or not, reading costs it
+        # nothing, and reading at pace is what keeps its error counters exact.
         n = min(st.consecutive_failures - 1, 16)
         backoff = min(self.cfg.interval_s * (2 ** n), self.cfg.backoff_max_s)
+        if self.cfg.spec.driver in PUSH_DRIVERS and kind in BAD_FRAME_KINDS:
+            backoff = self.cfg.interval_s
         if self._is_asleep(kind):
             if st.state != "asleep":
                 log.info("event=device_asleep dev=%s last_p_w=%s", quote(st.name),
@@ -270,7 +277,8 @@ class Gateway:
         self.submitted = 0
         self.processed = 0
         self._ack_retry: list[int] = []
-        self._shapes: set[tuple[str, frozenset[str], tuple[str, ...], str | None]] = set()
+        self._shapes: dict[tuple[str, tuple[str, ...], tuple[str, ...], str | None],
+                           tuple[bytes, tuple[str, ...], bool]] = {}
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._wake = threading.Event()
@@ -333,21 +341,23 @@ class Gateway:
                 acked_claims.append(k[1])
         rows: list[Row] = []
         head = outbox.head
-        gw, key = self.address, self.key.private
+        seq, prev = head.seq, head.hash
+        key = self.key.private
+        encode, envelope = self._encode, rd.encode_envelope
         for it in items:
-            r = rd.Reading(gw=gw, dev=it.dev, seq=head.seq + 1, ts=it.ts, prev=head.hash,
-                           m=it.values, flags=it.flags, meter=it.meter)
             try:
-                body = self._encode(r)
+                body, has_energy = encode(it, seq + 1, prev)
             except rd.ReadingError as exc:
                 # A driver produced a value the format refuses: drop this one poll.
                 self.ratelimit.log(logging.ERROR, it.dev, "format", str(exc))
                 continue
+            seq += 1
             # EIP-191 personal_sign, as quartier.signing.sign_personal does.
             sig = sign_hash(key, keccak256(b"\x19Ethereum Signed Message:\n%d%b" % (len(body), body)))
-            head = rd.ChainHead(r.seq, keccak256(body).hex())
-            energy = body if any(k in it.values for k in ENERGY_KEYS) else None
-            rows.append(Row(r.seq, it.ts, it.dev, rd.encode_envelope(body, sig), energy))
+            prev = keccak256(body).hex()
+            rows.append(Row(seq, it.ts, it.dev, envelope(body, sig), body if has_energy else None))
+        if rows:
+            head = rd.ChainHead(seq, prev)
         if rows or acked:
             try:
                 outbox.commit(rows, head, acked)
@@ -374,23 +384,36 @@ class Gateway:
         self.processed += len(items)
         self._publish(rows)
 
-    def _encode(self, r: rd.Reading) -> bytes:
-        """`rd.encode(r)`, with the checks that cannot change between polls done once.
+    def _encode(self, it: _Item, seq: int, prev: str) -> tuple[bytes, bool]:
+        """(`rd.encode` of the reading, whether it carries energy registers), with the work
+        that cannot change between polls done once per shape.
 
         A device gives the same measurement names, flags and meter id poll after poll;
-        once `rd.encode` has accepted a shape, only the values (integers in range) need
-        checking. The bytes are `rd.canonical_bytes` of the same dict either way.
+        once `rd.encode` has accepted a shape and a body filled in from the shape's
+        template has come out byte for byte the same, only the values (integers in range)
+        need checking and the template is filled in directly.
         """
-        shape = (r.dev, frozenset(r.m), r.flags, r.meter)
-        if shape in self._shapes:
-            for v in r.m.values():
+        shape = (it.dev, tuple(it.values), it.flags, it.meter)
+        known = self._shapes.get(shape)
+        if known is not None:
+            template, names, has_energy = known
+            m = it.values
+            values = [m[k] for k in names]
+            for v in values:
                 if type(v) is not int or not rd.INT_MIN <= v <= rd.INT_MAX:
-                    return rd.encode(r)  # raises the precise error
-            return rd.canonical_bytes(r.as_dict())
+                    break  # rd.encode below gives the precise error
+            else:
+                return template % (*values, prev.encode(), seq, it.ts), has_energy
+        r = rd.Reading(gw=self.address, dev=it.dev, seq=seq, ts=it.ts, prev=prev,
+                       m=it.values, flags=it.flags, meter=it.meter)
         body = rd.encode(r)
-        if len(self._shapes) < 1024:
-            self._shapes.add(shape)
-        return body
+        has_energy = any(k in it.values for k in ENERGY_KEYS)
+        if known is None and len(self._shapes) < 1024:
+            template, names = _body_template(r)
+            filled = template % (*(r.m[k] for k in names), prev.encode(), seq, it.ts)
+            if filled == body:  # never trust the template more than rd.encode
+                self._shapes[shape] = (template, names, has_energy)
+        return body, has_energy
 
     def _publish(self, rows: list[Row]) -> None:
         pub, inflight = self.publisher, self.inflight
@@ -537,6 +560,26 @@ class Gateway:
                             f"reading(s) left ({err}); they will be sent by the next run")
         self.stop(flush_s=0.5)
         return problems
+
+
+def _body_template(r: rd.Reading) -> tuple[bytes, tuple[str, ...]]:
+    """The canonical body of readings shaped like `r` (same dev, gw, measurement names,
+    flags, meter) as a %-template: the measurement values in name order, then prev,
+    seq and ts. Keys in sorted order, as `rd.canonical_bytes` writes them."""
+    names = tuple(sorted(r.m))
+
+    def text(value: object) -> str:
+        return json.dumps(value, separators=(",", ":")).replace("%", "%%")
+
+    parts = ['{"dev":' + text(r.dev)]
+    if r.flags:
+        parts.append('"flags":' + text(list(r.flags)))
+    parts.append('"gw":' + text(r.gw))
+    parts.append('"m":{' + ",".join(f'"{k}":%d' for k in names) + "}")
+    if r.meter is not None:
+        parts.append('"meter":' + text(r.meter))
+    parts.append(f'"prev":"%s","seq":%d,"ts":%d,"v":{r.v:d}}}')
+    return ",".join(parts).encode("ascii"), names
 
 
 def _now() -> Any:

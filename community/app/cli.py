@@ -32,6 +32,8 @@ def serve(
                                   help="key-encryption key of members' keys (created 0600 if missing)"),
     relayer_key: Path = typer.Option(None, "--relayer-key", envvar="QUARTIER_RELAYER_KEY",
                                      help="key file of the relayer that submits members' payments"),
+    contracts: Path = typer.Option(None, "--contracts", help="JSON written by `quartier chain deploy --out`: "
+                                   "payment requests, helpers, account replacement on the ledger"),
 ) -> None:
     """Serve the web app and its JSON API (OpenAPI at /openapi.json, docs at /docs).
 
@@ -58,9 +60,21 @@ def serve(
             from quartier.keys import read as read_key
 
             chain = ChainClient(rpc_url, read_key(relayer_key).private, ledger=ledger)
+        suite = None
+        if contracts is not None:
+            if chain is None:
+                raise _fail("--contracts needs --relayer-key, --rpc-url and --ledger")
+            import json
+
+            from community.chain.suite import attach_suite
+
+            try:
+                suite = attach_suite(chain, json.loads(contracts.read_text())["contracts"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise _fail(f"--contracts {contracts}: not a `quartier chain deploy --out` file ({exc})") from None
         application = create_app(AppSettings(database_url=resolve_url(database_url), community=community,
                                              https=https, rpc_url=rpc_url, ledger=ledger, default_lang=lang,
-                                             chain=chain, custody=custody))
+                                             chain=chain, custody=custody, suite=suite))
     except (DatabaseError, CustodyError, ChainError, KeyFileError) as exc:
         raise _fail(str(exc)) from None
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=https)

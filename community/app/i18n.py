@@ -440,6 +440,28 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 
+# Areas that keep their words in their own module (statements, settings, listings).
+from community.app.i18n_statements import WORDS as _STATEMENT_WORDS  # noqa: E402
+
+for _code, _words in _STATEMENT_WORDS.items():
+    CATALOGUE[_code].update(_words)
+
+
+def _merge(extra: dict[str, dict[str, str]]) -> None:
+    for code, texts in extra.items():
+        CATALOGUE[code].update(texts)
+
+
+def _load_extra() -> None:
+    from community.app.i18n_accounts import FIELD_LABELS, TEXTS
+
+    _merge(TEXTS)
+    ACCOUNT_FIELD_LABELS.update(FIELD_LABELS)
+
+
+ACCOUNT_FIELD_LABELS: dict[str, str] = {}
+
+
 def translate(lang: str, key: str, **params: object) -> str:
     table = CATALOGUE.get(lang, CATALOGUE["en"])
     text = table.get(key) or CATALOGUE["en"].get(key) or key
@@ -477,3 +499,6 @@ def format_number(value: float, lang: str, decimals: int = 1) -> str:
     if lang == "fr":
         text = text.replace(",", "\u202f").replace(".", ",")
     return text
+
+
+_load_extra()  # requests, helpers, account replacement, board controls

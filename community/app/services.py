@@ -58,9 +58,12 @@ def _new_id(result: sa.CursorResult[Any]) -> int:
 
 
 def init_app_tables(engine: sa.Engine) -> None:
+    from community.app import account_tables  # noqa: F401  (requests, helpers, controls: same MetaData)
+    from community.app.listings import add_missing_columns
     from community.custody import create_tables
 
     t.metadata.create_all(engine, checkfirst=True)
+    add_missing_columns(engine)  # databases made before a column was added
     create_tables(engine)  # members' ledger keys (community.custody)
     with engine.begin() as conn:
         if conn.execute(sa.select(sa.func.count()).select_from(t.rates)).scalar_one() == 0:
@@ -387,8 +390,11 @@ def _transfer(conn: sa.Connection, *, ts: int, payer: str, payee: str, unit: str
     """Journals a payment, one row per leg. With a relayer for this unit the payment is
     first signed with the payer's custody key and relayed to the ledger (refusals raise
     before anything is written), and both rows carry its transaction."""
-    tx_hash = relayer.pay(conn, payer, payee, unit, amount).tx_hash if (
-        relayer is not None and relayer.relays(unit)) else None
+    from community.app.controls import guard_transfer
+
+    relayed = relayer is not None and relayer.relays(unit)
+    guard_transfer(conn, payer, payee, unit, amount, relayed=relayed)  # pause, freeze, ceilings
+    tx_hash = relayer.pay(conn, payer, payee, unit, amount).tx_hash if relayer is not None and relayed else None
     rows = [
         {"ts": ts, "account": payer, "unit": unit, "amount": -amount, "reason": reason,
          "counterparty": payee, "ref": ref, "memo": memo, "acted_by": acted_by, "tx_hash": tx_hash},
@@ -431,7 +437,8 @@ def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pa
     relayer, a payment in hours or goods is made on the ledger; the kWh leg stays in the
     journal (energy reaches the ledger through settlement)."""
     offer = conn.execute(sa.select(t.offers).where(t.offers.c.id == offer_id)).first()
-    if offer is None or offer.status != "open":
+    if offer is None or offer.status != "open" or offer.kind == "want" or (
+            offer.expires_at is not None and offer.expires_at <= now):  # expired: off the market
         raise ServiceError("err.offer", "offer")
     if offer.member_id == buyer:
         raise ServiceError("err.self", "offer")

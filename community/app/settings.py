@@ -39,3 +39,7 @@ class AppSettings:
     # Members' keys (community.custody.Custody): with `chain`, payments in hours and goods
     # are signed with the member's key and relayed to the ledger; without, SQL only.
     custody: Any = field(default=None, compare=False, repr=False)
+    # The contracts beside the ledger (community.chain.suite.Suite, from `attach_suite` or
+    # `deploy_suite`): with `chain` and `custody`, payment requests, helpers, account
+    # replacement go on chain; requests and helpers stay in SQL without it.
+    suite: Any = field(default=None, compare=False, repr=False)

@@ -58,6 +58,8 @@ offers = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=True),  # room for categories/expiry
     sa.Column("category", sa.String(32), nullable=True),
+    # kind "want": a member asks for `quantity` of `unit` and pays in `pay_unit` once done.
+    sa.Column("pay_unit", sa.String(8), nullable=True),
 )
 
 trades = sa.Table(

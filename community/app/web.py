@@ -25,7 +25,8 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # JSON login hands back a bearer token and sets no cookie: nothing ambient to forge.
-CSRF_EXEMPT = frozenset({"/api/login"})
+# The digest's one-click unsubscribe (RFC 8058) is authorised by the token in its URL.
+CSRF_EXEMPT = frozenset({"/api/login", "/bills/unsubscribe"})
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 
@@ -163,7 +164,12 @@ NAV = (
     ("market", "/market", "nav.market", "member"),
     ("give", "/give", "nav.give", "member"),
     ("vote", "/vote", "nav.vote", "member"),
+    ("statements", "/statements", "nav.statements", "member_or_board"),
     ("certificates", "/certificates", "nav.certificates", "any"),
+    ("requests", "/requests", "nav.requests", "member"),
+    ("helpers", "/helpers", "nav.helpers", "member"),
+    ("account", "/account", "nav.account", "member"),
+    ("controls", "/controls", "nav.controls", "any"),
     ("board", "/board", "nav.board", "board"),
 )
 
@@ -176,7 +182,8 @@ def nav_for(account: sess.Account | None) -> list[tuple[str, str, str]]:
         elif account is None:
             continue
         elif need == "any" or (need == "member" and account.member_id) or (
-                need == "board" and account.is_board):
+                need == "board" and account.is_board) or (
+                need == "member_or_board" and (account.member_id or account.is_board)):
             out.append((name, href, label))
     return out
 
@@ -213,6 +220,7 @@ FIELD_LABELS = {
     "meter_point": "cert.meter_point", "trade": "market.history", "order": "give.orders",
     "proposal": "vote.proposals", "days": "vote.closes", "shares": "vote.fund.mine",
 }
+FIELD_LABELS.update(i18n.ACCOUNT_FIELD_LABELS)  # requests, helpers, replacement, controls
 
 
 def error_text(ctx: Ctx, code: str, field: str, params: dict[str, object]) -> str:
@@ -240,7 +248,18 @@ def parse_number(raw: str | None, field: str) -> float:
     return value
 
 
-def may_view_account(viewer: sess.Account, member_id: str) -> bool:
-    """A member's balances and statement: the member and the board (helpers with a
-    read-only grant join here). Everyone else sees aggregates only."""
-    return viewer.member_id == member_id or viewer.is_board
+def may_view_account(viewer: sess.Account, member_id: str, conn: sa.Connection | None = None,
+                     what: str = "statement") -> bool:
+    """A member's balances and statement: the member, the board and their helpers (any
+    active grant). With the community's "members see each other's balances" setting, any
+    member sees the balances (`what="balances"`), never the statement. Everyone else sees
+    aggregates only."""
+    if viewer.member_id == member_id or viewer.is_board:
+        return True
+    if conn is None or not viewer.member_id:
+        return False
+    from community.app import controls, helping
+
+    if helping.may_view(conn, member_id, viewer.member_id, _now()):
+        return True
+    return what == "balances" and controls.members_see_balances(conn)

@@ -187,7 +187,8 @@ class Link:
     @classmethod
     def of(cls, s: rd.SignedReading) -> Link:
         r = s.reading
-        regs = {k: r.m[k] for k in ENERGY_REGISTERS if k in r.m}
+        m = r.m
+        regs = {k: m[k] for k in ENERGY_REGISTERS if k in m}
         return cls(r.seq, r.dev, s.body_hash, r.prev, regs, r.flags, r.meter)
 
 
@@ -205,9 +206,11 @@ def _replaced(later: Link, earlier: Link) -> bool:
 
 
 def _backwards(later: Link, earlier: Link) -> str | None:
-    for reg in ENERGY_REGISTERS:
-        a, b = earlier.regs.get(reg), later.regs.get(reg)
-        if a is not None and b is not None and b < a:
+    # `regs` holds only the registers present, in ENERGY_REGISTERS order (Link.of, store).
+    before = earlier.regs
+    for reg, b in later.regs.items():
+        a = before.get(reg)
+        if a is not None and b < a:
             return f"{reg} went from {a} at seq {earlier.seq} to {b} at seq {later.seq}"
     return None
 

@@ -24,12 +24,14 @@ import queue
 import select
 import signal
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
@@ -47,6 +49,135 @@ RECONNECT_MAX_S = 30.0
 SHUTDOWN_GRACE_S = 30.0
 
 
+class _ReadAhead:
+    """paho's socket, read ahead: one recv brings every packet waiting.
+
+    paho reads a packet in three or more recv calls (type, each length byte, the rest):
+    at thousands of messages a second those system calls are a large part of ingest.
+    `pending()` tells paho (and the worker's loop) that bytes wait in the buffer rather
+    than in the kernel, as SSL sockets do.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            data = self._sock.recv(65536)
+            if len(data) <= bufsize:
+                return bytes(data)
+            self._buf, pos = data, 0
+            buf = data
+        end = pos + bufsize
+        self._pos = end
+        return buf[pos:end]
+
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """(fixed header byte, rest) of the next MQTT packet when the buffer holds all of
+        it, else None (paho then reads it piecewise through `recv`)."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        at = pos + 1
+        length, shift = 0, 0
+        while at < end and shift <= 21:  # remaining length: at most 4 bytes (MQTT §2.2.3)
+            b = buf[at]
+            at += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                if at + length > end:
+                    return None
+                self._pos = at + length
+                return buf[pos], buf[at:at + length]
+            shift += 7
+        return None
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class Received:
+    """A PUBLISH as the worker needs it (paho's MQTTMessage costs more to build)."""
+
+    __slots__ = ("mid", "payload", "qos", "topic")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+
+
+class _Client(mqtt.Client):
+    deliver: Callable[[Any], None]  # the worker's inbox.append
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        return sock if self._transport == "websockets" else _ReadAhead(sock)
+
+    def _packet_read(self) -> Any:
+        # A whole packet already read ahead is handled at once, not byte by byte.
+        sock = self._sock
+        if self._in_packet["command"] == 0 and isinstance(sock, _ReadAhead):
+            frame = sock.take_packet()
+            if frame is not None:
+                command, body = frame
+                self._in_packet = {"command": command, "have_remaining": 1,
+                                   "remaining_count": [], "remaining_mult": 1,
+                                   "remaining_length": len(body), "packet": body,  # type: ignore[typeddict-item]
+                                   "to_process": 0, "pos": 0}
+                try:
+                    rc = self._packet_handle()
+                except MalformedPacket:
+                    rc = mqtt.MQTT_ERR_PROTOCOL
+                self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
+                                   "remaining_mult": 1, "remaining_length": 0,
+                                   "packet": bytearray(b""), "to_process": 0, "pos": 0}
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
+                return rc
+        return super()._packet_read()
+
+    def _handle_publish(self) -> Any:
+        # MQTT 3.1.1 QoS 1 (every reading and claim): topic, message id, payload, straight
+        # into the worker's inbox (its on_message does nothing else, and it adds no
+        # per-topic callbacks). Same effects as paho's handler with manual_ack, without
+        # its log formatting and callback lookup.
+        command = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        if self._protocol != mqtt.MQTTv311 or (command & 0x06) != 0x02 or len(packet) < 4:
+            return super()._handle_publish()
+        n = (packet[0] << 8) | packet[1]
+        if len(packet) < n + 4:
+            return super()._handle_publish()  # paho reports the malformed packet
+        topic = packet[2:2 + n].decode("utf-8", "replace")
+        self.deliver(Received(topic, bytes(packet[n + 4:]), (packet[n + 2] << 8) | packet[n + 3], 1))
+        return mqtt.MQTT_ERR_SUCCESS
+
+
+    def ack_many(self, mids: list[int]) -> None:
+        """`ack(mid, 1)` for each message id, queued as one write (MQTT 3.1.1 PUBACKs are
+        4 bytes each: paho would queue and wake itself once per message)."""
+        if not mids:
+            return
+        if self._protocol != mqtt.MQTTv311:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        packet = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
+        self._out_packet.append({"command": 0x40, "mid": 0, "qos": 0, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": None})
+
+
+_PUBACK = struct.Struct(">BBH")
+
+
 class IngestWorker:
     """One ingest process: subscribe, classify, commit, ack, publish live totals."""
 
@@ -56,7 +187,7 @@ class IngestWorker:
         self.engine = engine
         self.topics = pl.Topics(config.community)
         self.on_commit = on_commit
-        self.inbox: list[mqtt.MQTTMessage] = []
+        self.inbox: list[Any] = []  # Received, or paho's MQTTMessage (MQTT 5, QoS 0/2)
         self.stopping = False
         self.connected = False
         self.subscribed = False
@@ -76,12 +207,13 @@ class IngestWorker:
 
     # --- MQTT ---------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> _Client:
         m = self.config.mqtt
         self.v5 = m.protocol == "5"
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
-                        protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-                        clean_session=None if self.v5 else False, manual_ack=True)
+        c = _Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
+                    protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+                    clean_session=None if self.v5 else False, manual_ack=True)
+        c.deliver = self._received
         if m.username:
             c.username_pw_set(m.username, m.password or None)
         if m.tls:
@@ -117,6 +249,9 @@ class IngestWorker:
             log.warning("disconnected from %s: %s", self.config.mqtt.url, rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.append(msg)
+
+    def _received(self, msg: Received) -> None:
         self.inbox.append(msg)
 
     def connect(self) -> None:
@@ -155,7 +290,7 @@ class IngestWorker:
             log.exception("unexpected error classifying a message on %s", msg.topic)
             return pl.Rejected("internal_error", f"{type(exc).__name__}: {exc}")
 
-    def verdicts(self, batch: list[mqtt.MQTTMessage], now: int) -> list[tuple[pl.Message, pl.Verdict]]:
+    def verdicts(self, batch: list[Any], now: int) -> list[tuple[pl.Message, pl.Verdict]]:
         items = []
         for m in batch:
             msg = pl.Message(m.topic, bytes(m.payload), m.mid)
@@ -175,15 +310,17 @@ class IngestWorker:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def acknowledge(self, batch: list[mqtt.MQTTMessage], generation: int, outcome: store.BatchOutcome) -> None:
+    def acknowledge(self, batch: list[Any], generation: int, outcome: store.BatchOutcome) -> None:
         """Ack a committed batch and count it (main thread: paho is not shared)."""
         # A message id is only meaningful on the connection it came in on; after a
         # reconnect the broker sends unacknowledged messages again (stored: duplicates).
         if generation == self._generation:
+            client = self.client
+            client.ack_many([m.mid for m in batch if m.qos == 1])
             for m in batch:
-                if m.qos:
-                    self.client.ack(m.mid, m.qos)
-            self.client.loop_write()
+                if m.qos == 2:
+                    client.ack(m.mid, m.qos)
+            client.loop_write()
         self.totals["accepted"] += len(outcome.accepted)
         self.totals["duplicates"] += outcome.duplicates
         self.totals["quarantined"] += len(outcome.rejected)
@@ -191,7 +328,7 @@ class IngestWorker:
         for rej in outcome.rejected:
             log.info("quarantined (%s): %s", rej.reason, rej.detail)
 
-    def process(self, batch: list[mqtt.MQTTMessage]) -> store.BatchOutcome:
+    def process(self, batch: list[Any]) -> store.BatchOutcome:
         """Classify, commit and ack one batch, in this thread."""
         now = store.now_ms()
         outcome = self.commit(self.verdicts(batch, now), now)
@@ -226,7 +363,7 @@ class IngestWorker:
             self._done.put((batch, generation, outcome))
             os.write(self._wake_w, b"x")
 
-    def _submit(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _submit(self, batch: list[Any]) -> None:
         now = store.now_ms()
         items = self.verdicts(batch, now)
         self._inflight += 1
@@ -254,9 +391,16 @@ class IngestWorker:
                 sock = self.client.socket()
                 if sock is None or rc != mqtt.MQTT_ERR_SUCCESS:
                     return
+                if self._buffered():
+                    continue
                 r, _, _ = select.select([sock], [], [], 0)
                 if not r:
                     return
+
+    def _buffered(self) -> bool:
+        """Bytes read ahead from the socket wait in the buffer (select() cannot see them)."""
+        sock = self.client._sock
+        return isinstance(sock, _ReadAhead) and sock.pending() > 0
 
     def publish_live(self) -> None:
         with self.engine.connect() as conn:
@@ -306,7 +450,7 @@ class IngestWorker:
                 wlist = [sock] if self.client.want_write() else []
                 try:
                     rlist: list[Any] = [sock, self._wake_r]
-                    r, w, _ = select.select(rlist, wlist, [], 0.5)
+                    r, w, _ = select.select(rlist, wlist, [], 0 if self._buffered() else 0.5)
                 except (OSError, ValueError):
                     r, w = [], []
                 if self._wake_r in r:
@@ -314,7 +458,7 @@ class IngestWorker:
                     self._collect()
                 if w:
                     self.client.loop_write()
-                if sock in r:
+                if sock in r or self._buffered():
                     self._drain()
                 if self.inbox:
                     batch, self.inbox = self.inbox, []

@@ -112,11 +112,22 @@ _READING_COLS = ("gw", "seq", "dev", "ts", "prev", "hash", "body", "sig", "e_imp
                  "e_prod_wh", "p_w", "flags", "meter", "received_at")
 
 
+# Rows per multi-row INSERT on SQLite: 15 columns x 500 = 7,500 bound values, under
+# SQLite's default limit of 32,766 (3.32+).
+_SQLITE_ROWS_PER_INSERT = 500
+
+
 def _insert_readings(conn: Connection, rows: list[tuple[object, ...]]) -> None:
     if conn.dialect.name == "sqlite":
-        sql = (f"INSERT INTO readings ({', '.join(_READING_COLS)}) "
-               f"VALUES ({', '.join('?' * len(_READING_COLS))})")
-        conn.exec_driver_sql(sql, rows)
+        # Multi-row statements rather than executemany: one step (and one release of
+        # the GIL by the sqlite3 module) per statement instead of per row, which keeps
+        # the committer thread from trading the GIL with the verifying thread per row.
+        one = f"({', '.join('?' * len(_READING_COLS))})"
+        head = f"INSERT INTO readings ({', '.join(_READING_COLS)}) VALUES "
+        for i in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+            chunk = rows[i:i + _SQLITE_ROWS_PER_INSERT]
+            conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
+                                 tuple(v for row in chunk for v in row))
     else:  # SQLAlchemy's insertmanyvalues batches rows into multi-row INSERTs for PostgreSQL
         conn.execute(readings.insert(), [dict(zip(_READING_COLS, r, strict=True)) for r in rows])
 

@@ -9,6 +9,8 @@ counts (timeout, exception, connection).
 from __future__ import annotations
 
 import contextlib
+import select
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,6 +81,60 @@ class LineStats:
         per["ok"] = per.get("ok", 0) + 1
 
 
+class _FrameError(Exception):
+    """Bytes came on a TCP line, but not a Modbus TCP answer to the request."""
+
+
+class _Silence(Exception):
+    """No complete answer before the timeout (`got` bytes of one arrived)."""
+
+    def __init__(self, got: int) -> None:
+        super().__init__("no complete answer before the timeout")
+        self.got = got
+
+
+class _Closed(Exception):
+    """The device closed the connection."""
+
+
+# Modbus TCP (Modbus Messaging on TCP/IP Implementation Guide V1.0b, §3.1.3): a 7-byte
+# MBAP header (transaction id, protocol id 0, length of what follows, unit id), then the PDU.
+_HEAD = struct.Struct(">HHH")
+_READ_REQUEST = struct.Struct(">HHHBBHH")  # MBAP + function, address, count
+_MAX_TCP_LENGTH = 254  # unit id + the largest PDU (253 bytes)
+
+
+def _read_tcp(sock: Any, tid: int, unit: int, function: int, address: int, count: int,
+              timeout_s: float) -> tuple[int, bytes]:
+    """One read request on a Modbus TCP socket: (function code answered, PDU data after it).
+
+    The read path of every poll, so it is done here in a few system calls rather than
+    through pymodbus' general transaction machinery (about half of a poll's CPU). Answers
+    with another transaction id (late answers to an earlier request) are skipped.
+    """
+    sock.send(_READ_REQUEST.pack(tid, 0, 6, unit, function, address, count))
+    buf = b""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if len(buf) >= 6:
+            rtid, pid, length = _HEAD.unpack_from(buf)
+            if pid != 0 or not 2 <= length <= _MAX_TCP_LENGTH:
+                raise _FrameError(f"not a Modbus TCP header: {buf[:8].hex(' ')}")
+            end = 6 + length
+            if len(buf) >= end:
+                frame, buf = buf[6:end], buf[end:]
+                if rtid == tid and frame[0] == unit:
+                    return frame[1], frame[2:]
+                continue
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select((sock,), (), (), left)[0]:
+            raise _Silence(len(buf))
+        data = sock.recv(4096)
+        if not data:
+            raise _Closed()
+        buf += data
+
+
 class ChecksumError(Exception):
     """An RTU answer arrived complete but its CRC is wrong (noise, a collision on the bus)."""
 
@@ -105,7 +161,12 @@ def _counting_rtu_framer() -> Any:
 
 
 class ModbusLine:
-    """A pymodbus sync client behind a lock. Thread-safe; reconnects with backoff."""
+    """A pymodbus sync client behind a lock. Thread-safe; reconnects with backoff.
+
+    Register reads on a TCP line are framed here, on the client's own socket (one
+    connection per device: many inverters accept only one); forwarded requests (the
+    proxy) and RTU lines go through pymodbus.
+    """
 
     _registry: ClassVar[dict[Endpoint, ModbusLine]] = {}
     _registry_lock = threading.Lock()
@@ -123,6 +184,7 @@ class ModbusLine:
         self._backoff = RECONNECT_MIN_S
         self._last_frame_end = 0.0
         self._rx_bytes = 0
+        self._tid = 0  # transaction ids of the reads sent without pymodbus (TCP)
         if endpoint.kind == "rtu":
             char_s = RTU_BITS_PER_CHAR / endpoint.port
             self.gap_s = max(RTU_CHARS_GAP * char_s, 0.00175)
@@ -257,6 +319,8 @@ class ModbusLine:
 
     def read_registers(self, table: str, address: int, count: int, unit: int) -> list[int]:
         """One read request: table "holding" (function 3) or "input" (function 4)."""
+        if self.endpoint.kind == "tcp":
+            return self._read_tcp(4 if table == "input" else 3, address, count, unit)
         what = f"reading {count} registers at {address}"
 
         def call() -> Any:
@@ -281,6 +345,64 @@ class ModbusLine:
             )
         self.stats.ok(unit)
         return regs[:count]
+
+    def _read_tcp(self, function: int, address: int, count: int, unit: int) -> list[int]:
+        """`read_registers` on a TCP line: the same checks, counters and errors."""
+        with self.lock:
+            if not self._connected:
+                self._ensure_connected()
+            start = time.monotonic()
+            try:
+                sock = self._client.socket
+                if sock is None:
+                    raise _Closed()
+                if sock.gettimeout() != 0.0:
+                    sock.setblocking(False)  # select() waits; a socket timeout would poll again
+                self._tid = self._tid % 0xFFFF + 1
+                answered, data = _read_tcp(sock, self._tid, unit, function, address, count,
+                                           self.timeout_s)
+            except _Silence as exc:
+                kind = "frame" if exc.got else "timeout"
+                self._count(kind, unit)
+                self._close()  # a late answer would be taken for the next request's
+                detail = "incomplete answer" if exc.got else "no answer"
+                raise DeviceError(
+                    f"{self.endpoint} unit {unit}: {detail} reading {count} registers at "
+                    f"{address} (waited {self.timeout_s:g} s)",
+                    kind=kind) from None
+            except _FrameError as exc:
+                self._count("frame", unit)
+                self._close()
+                raise DeviceError(f"{self.endpoint} unit {unit}: {exc}", kind="frame") from None
+            except (_Closed, OSError) as exc:
+                self._count("connection", unit)
+                self._close()
+                reason = str(exc) or "closed by the device"
+                raise DeviceError(f"{self.endpoint}: connection lost ({reason})",
+                                  kind="connection") from None
+            finally:
+                end = time.monotonic()
+                self._last_frame_end = end
+                stats = self.stats
+                stats.requests += 1
+                stats.busy_s += end - start
+        if answered != function:
+            if answered == function | 0x80 and data:
+                self._count("exception", unit)
+                raise DeviceError(
+                    f"{self.endpoint} unit {unit}: exception response {data[0]} "
+                    f"reading {count} registers at {address}", kind="exception")
+            self._count("frame", unit)
+            raise DeviceError(f"{self.endpoint} unit {unit}: answer with function {answered} "
+                              f"to a function {function} request", kind="frame")
+        n = len(data) - 1
+        if n < 2 * count or data[0] != n or n % 2:
+            self._count("frame", unit)
+            raise DeviceError(
+                f"{self.endpoint} unit {unit}: short answer, {max(n, 0) // 2} of {count} registers",
+                kind="frame")
+        self.stats.ok(unit)
+        return list(struct.unpack_from(f">{count}H", data, 1))
 
     def execute(self, request: Any) -> Any:
         """Forward any request PDU (the Modbus proxy): an exception response is returned

@@ -371,41 +371,111 @@ MEASURED_POINTS = (
 )
 
 
+# Where each measured point goes in a reading: (key, power of ten of the reading unit).
+_COMMON_KEYS: dict[str, tuple[str, int]] = {
+    "W": ("p_w", 0), "VA": ("va", 0), "Hz": ("f_mhz", 3), "A": ("i_ma", 3),
+    "PhVphA": ("v_dv_l1", 1), "PhVphB": ("v_dv_l2", 1), "PhVphC": ("v_dv_l3", 1),
+    "AphA": ("i_ma_l1", 3), "AphB": ("i_ma_l2", 3), "AphC": ("i_ma_l3", 3),
+}
+_INVERTER_KEYS = {**_COMMON_KEYS, "WH": ("e_prod_wh", 0), "St": ("st", 0)}
+_METER_KEYS = {
+    **_COMMON_KEYS, "TotWhImp": ("e_imp_wh", 0), "TotWhExp": ("e_exp_wh", 0),
+    "WphA": ("p_w_l1", 0), "WphB": ("p_w_l2", 0), "WphC": ("p_w_l3", 0), "PhV": ("v_dv", 1),
+}
+
+# One compiled point: (reading key, exponent, response index, register index, kind,
+# little-endian words, scale factor register index or None, fixed scale factor or None,
+# correction). Points that no response holds (or not with their factor) are left out.
+_Step = tuple[str, int, int, int, str, bool, int | None, int | None, "Correction | None"]
+_steps_cache: dict[tuple[object, ...], tuple[_Step, ...]] = {}
+
+
+def _compile(model_id: int, layout: tuple[tuple[int, int], ...],
+             corrections: Corrections) -> tuple[_Step, ...]:
+    """The decoding of one poll worked out from where its responses lie, as `raw_points`
+    does point by point: done once per model, response layout and corrections."""
+    keys = _INVERTER_KEYS if model_id in INVERTER_INT or model_id in INVERTER_FLOAT \
+        else _METER_KEYS
+    blocks = [(start, range(n)) for start, n in layout]  # lengths only, for _locate
+    steps: list[_Step] = []
+    for name, offset, kind, sf_offset in _plan(model_id, MEASURED_POINTS):
+        c = corrections.get(name)
+        where = offset + (c.offset if c else 0)
+        width = 2 if kind in ("acc32", "f32") else 1
+        needs_sf = sf_offset is not None and kind != "f32" and (c is None or c.sf is None)
+        i = _locate(blocks, where, width, sf_offset if needs_sf else None)
+        if i is None:
+            continue
+        start = blocks[i][0]
+        sf_at: int | None = None
+        fixed: int | None = None
+        if sf_offset is not None and kind != "f32":
+            if c is not None and c.sf is not None:
+                fixed = c.sf
+            else:
+                sf_at = sf_offset - start
+        key, exponent = keys.get(name, (name, 0))
+        steps.append((key, exponent, i, where - start, kind,
+                      c is not None and c.word_order == "little", sf_at, fixed, c))
+    return tuple(steps)
+
+
 def decode_blocks(
     model_id: int, blocks: Sequence[Block], corrections: Corrections | None = None
 ) -> dict[str, int]:
-    """Measurements from the responses of one poll of a model, in reading units."""
+    """Measurements from the responses of one poll of a model, in reading units.
+
+    The same values as scaling `raw_points` of the measured points, with the work that
+    does not depend on the registers' values (where each point and its factor lie) done
+    once: decoding runs on every poll of every device.
+    """
     if blocks and blocks[0][0] == 0:
         first = blocks[0][1]
         if not first or first[0] != model_id:
             got = first[0] if first else None
             raise SunSpecError(f"SunSpec model {model_id} expected, got ID {got}")
-    points = raw_points(model_id, blocks, corrections, MEASURED_POINTS)
+    corr = corrections or {}
+    ck = (model_id, tuple((start, len(regs)) for start, regs in blocks),
+          tuple(corr.items()) if corr else ())
+    steps = _steps_cache.get(ck)
+    if steps is None:
+        steps = _compile(model_id, ck[1], corr)  # type: ignore[arg-type]
+        if len(_steps_cache) < 256:
+            _steps_cache[ck] = steps
     out: dict[str, int] = {}
-
-    def put(key: str, point: str, exponent: int) -> None:
-        value = points.get(point)
-        if value is not None:
-            out[key] = _in_units(value, exponent)
-
-    put("p_w", "W", 0)
-    put("va", "VA", 0)
-    put("f_mhz", "Hz", 3)
-    put("i_ma", "A", 3)
-    for phase, letter in (("1", "A"), ("2", "B"), ("3", "C")):
-        put(f"v_dv_l{phase}", f"PhVph{letter}", 1)
-        put(f"i_ma_l{phase}", f"Aph{letter}", 3)
-    if model_id in INVERTER_INT or model_id in INVERTER_FLOAT:
-        put("e_prod_wh", "WH", 0)
-        st = points.get("St")
-        if st is not None:
-            out["st"] = _in_units(st, 0)
-    else:
-        put("e_imp_wh", "TotWhImp", 0)
-        put("e_exp_wh", "TotWhExp", 0)
-        for phase, letter in (("1", "A"), ("2", "B"), ("3", "C")):
-            put(f"p_w_l{phase}", f"Wph{letter}", 0)
-        put("v_dv", "PhV", 1)
+    for key, exponent, bi, at, kind, little, sf_at, fixed, c in steps:
+        regs = blocks[bi][1]
+        r = regs[at]
+        if kind == "u16":
+            if r == 0xFFFF:
+                continue
+        elif kind == "s16":
+            if r == 0x8000:
+                continue
+            if r & 0x8000:
+                r -= 0x10000
+        elif kind == "acc32":
+            r = (regs[at + 1] << 16) | r if little else (r << 16) | regs[at + 1]
+        else:  # f32: no scale factor
+            f = _raw(regs, at, kind, "little" if little else "big")
+            if f is not None:
+                out[key] = _in_units((f, 0, c), exponent)
+            continue
+        if sf_at is not None:
+            sf = regs[sf_at]
+            if sf == 0x8000:
+                continue  # a value without its scale factor is meaningless
+            if sf & 0x8000:
+                sf -= 0x10000
+            if not -10 <= sf <= 10:
+                raise SunSpecError(f"SunSpec scale factor {sf} outside -10..10")
+        else:
+            sf = fixed or 0
+        if c is None:
+            e = sf + exponent
+            out[key] = _scale_int(r, e) if e else r
+        else:
+            out[key] = _in_units((r, sf, c), exponent)
     if "v_dv" not in out and "v_dv_l1" in out:
         out["v_dv"] = out["v_dv_l1"]
     # phases B and C of a single-phase model are "not implemented": dropped above

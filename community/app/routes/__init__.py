@@ -12,6 +12,11 @@ AREAS = (
     "market",
     "give",
     "vote",
+    "statements",
     "certificates",
     "board",
+    "requests",
+    "helpers",
+    "account",
+    "controls",
 )

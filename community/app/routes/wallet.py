@@ -14,11 +14,13 @@ router = APIRouter()
 api = APIRouter(prefix="/api", tags=["wallet"])
 
 
-def _member(ctx: Ctx, account: Account, member: str | None) -> str:
+def _member(ctx: Ctx, account: Account, member: str | None, what: str = "statement") -> str:
     target = member or account.member_id
     if not target:
         raise HTTPException(status_code=404, detail="no account to show")
-    if not may_view_account(account, target):
+    with ctx.engine().connect() as conn:
+        allowed = may_view_account(account, target, conn, what)
+    if not allowed:
         raise HTTPException(status_code=403, detail="only the member and the board see this account")
     return target
 
@@ -26,14 +28,16 @@ def _member(ctx: Ctx, account: Account, member: str | None) -> str:
 @router.get("/wallet", response_class=HTMLResponse, include_in_schema=False)
 def wallet_page(member: str | None = None, ctx: Ctx = Depends(get_ctx),
                 account: Account = Depends(require_account)) -> HTMLResponse:
-    target = _member(ctx, account, member)
+    target = _member(ctx, account, member, "balances")
     with ctx.engine().connect() as conn:
         name = services.member_name(conn, target)
         if name is None and target != services.FUND:
             raise HTTPException(status_code=404, detail="no such member")
+        # The community's "members see each other's balances" shows balances, never statements.
+        full = may_view_account(account, target, conn, "statement")
         return render(ctx, "pages/wallet.html", "wallet", target=target, name=name or target,
                       balances=services.balances(conn, target),
-                      entries=services.statement(conn, target), names=services.members(conn))
+                      entries=services.statement(conn, target) if full else [], names=services.members(conn))
 
 
 class BalanceOut(BaseModel):
@@ -59,7 +63,7 @@ class StatementEntryOut(BaseModel):
          summary="Balances per unit with floors (the member and the board only)")
 def api_balances(member_id: str, ctx: Ctx = Depends(get_ctx),
                  account: Account = Depends(require_account)) -> list[BalanceOut]:
-    target = _member(ctx, account, member_id)
+    target = _member(ctx, account, member_id, "balances")
     with ctx.engine().connect() as conn:
         return [BalanceOut(unit=b.unit, balance=b.balance, floor=b.floor, available=b.available,
                            scale=services.unit_scale(b.unit)) for b in services.balances(conn, target)]
