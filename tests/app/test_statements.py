@@ -179,7 +179,8 @@ def test_the_unsubscribe_link_works_once(plain_app: Any) -> None:
     # opening the link only asks: mail scanners follow links
     ask = web.get(f"/unsubscribe/{token}")
     assert ask.status_code == 200 and "Ne plus envoyer le résumé hebdomadaire à Bruno" in ask.text
-    assert ledger.settings(plain_app.state.engine.connect())["bruno"].digest is True
+    with plain_app.state.engine.connect() as conn:
+        assert ledger.settings(conn)["bruno"].digest is True
     # the mail client's one-click POST (RFC 8058): no session, no CSRF token
     first = web.post("/bills/unsubscribe", params={"token": token},
                      data={"List-Unsubscribe": "One-Click"})
