@@ -101,9 +101,10 @@ class Topics:
 
     def parse(self, topic: str) -> tuple[str, str] | None:
         """(gateway as written in the topic, kind) or None if not one of ours."""
-        if not topic.startswith(self.prefix):
+        prefix = self.prefix
+        if not topic.startswith(prefix):
             return None
-        rest = topic[len(self.prefix):].split("/")
+        rest = topic[len(prefix):].split("/")
         if len(rest) != 2 or rest[1] not in ("reading", "claim") or not rest[0]:
             return None
         return rest[0], rest[1]

@@ -292,9 +292,11 @@ class IngestWorker:
 
     def verdicts(self, batch: list[Any], now: int) -> list[tuple[pl.Message, pl.Verdict]]:
         items = []
+        classify, message = self.classify, pl.Message
         for m in batch:
-            msg = pl.Message(m.topic, bytes(m.payload), m.mid)
-            items.append((msg, self.classify(msg, now)))
+            payload = m.payload
+            msg = message(m.topic, payload if type(payload) is bytes else bytes(payload), m.mid)
+            items.append((msg, classify(msg, now)))
         return items
 
     def commit(self, items: list[tuple[pl.Message, pl.Verdict]], now: int) -> store.BatchOutcome:

@@ -9,7 +9,7 @@ counts (timeout, exception, connection).
 from __future__ import annotations
 
 import contextlib
-import select
+import socket
 import struct
 import threading
 import time
@@ -126,10 +126,12 @@ def _read_tcp(sock: Any, tid: int, unit: int, function: int, address: int, count
                 if rtid == tid and frame[0] == unit:
                     return frame[1], frame[2:]
                 continue
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select((sock,), (), (), left)[0]:
+        if time.monotonic() >= deadline:
             raise _Silence(len(buf))
-        data = sock.recv(4096)
+        try:
+            data = sock.recv(4096)  # waits at most the line's timeout (see ModbusLine._tune)
+        except (BlockingIOError, TimeoutError):
+            raise _Silence(len(buf)) from None
         if not data:
             raise _Closed()
         buf += data
@@ -185,6 +187,8 @@ class ModbusLine:
         self._last_frame_end = 0.0
         self._rx_bytes = 0
         self._tid = 0  # transaction ids of the reads sent without pymodbus (TCP)
+        self._tuned: Any = None  # the socket _tune() last set up
+        self._sock_timeout: float | None = None
         if endpoint.kind == "rtu":
             char_s = RTU_BITS_PER_CHAR / endpoint.port
             self.gap_s = max(RTU_CHARS_GAP * char_s, 0.00175)
@@ -346,6 +350,24 @@ class ModbusLine:
         self.stats.ok(unit)
         return regs[:count]
 
+    def _tune(self, sock: Any) -> None:
+        """Blocking reads that the kernel ends after the line's timeout (SO_RCVTIMEO): one
+        system call per read, where a Python socket timeout or select() costs two."""
+        sec = int(self.timeout_s)
+        usec = int((self.timeout_s - sec) * 1e6)
+        self._sock_timeout = self.timeout_s  # Python's own, if the kernel's cannot be set
+        for layout in ("ll", "qq"):  # struct timeval: 32-bit or 64-bit time_t
+            try:
+                tv = struct.pack(layout, sec, usec)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            except (OSError, struct.error):
+                continue
+            self._sock_timeout = None
+            break
+        sock.settimeout(self._sock_timeout)
+        self._tuned = sock
+
     def _read_tcp(self, function: int, address: int, count: int, unit: int) -> list[int]:
         """`read_registers` on a TCP line: the same checks, counters and errors."""
         with self.lock:
@@ -356,8 +378,11 @@ class ModbusLine:
                 sock = self._client.socket
                 if sock is None:
                     raise _Closed()
-                if sock.gettimeout() != 0.0:
-                    sock.setblocking(False)  # select() waits; a socket timeout would poll again
+                if sock is not self._tuned:
+                    self._tune(sock)
+                elif sock.gettimeout() != self._sock_timeout:
+                    # pymodbus (a forwarded request) made it non-blocking
+                    sock.settimeout(self._sock_timeout)
                 self._tid = self._tid % 0xFFFF + 1
                 answered, data = _read_tcp(sock, self._tid, unit, function, address, count,
                                            self.timeout_s)
