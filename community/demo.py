@@ -236,8 +236,16 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         chain.register_gateway(gk.address, account, home.meter_point, active_from=period_start_s - 86400)
         runtimes.append(HomeRuntime(home, gk.address, account, hdir / "gateway.toml"))
     say(f"{len(p.homes)} homes enrolled ({len(p.producers)} with panels)")
+    # The exchange, governance and the other member contracts beside the ledger, the
+    # exchange at the app's rates: energy bought in the market is one two-leg trade on it.
+    from community.app.exchange_trades import sync_rates
+    from community.chain.suite import deploy_suite
+
+    suite = deploy_suite(chain)
+    with engine.begin() as conn:
+        sync_rates(conn, suite.exchange)
     if not opts.headless:
-        _start_app(opts, p, database_url, chain, custody)
+        _start_app(opts, p, database_url, chain, custody, suite)
         say(f"web app on http://127.0.0.1:{opts.port}/ — it fills up as the day runs")
 
     env = {**os.environ, SIM_CLOCK_ENV: "", "TZ": "UTC", "PYTHONUNBUFFERED": "1"}
@@ -314,7 +322,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         except settle_run.SettlementError as exc:
             raise DemoError(f"settlement of the period starting {start} failed: {exc}") from None
     say(f"settled {len(results)} period(s) on the ledger")
-    trades = _market_day(engine, p, Relayer(chain, custody))
+    trades = _market_day(engine, p, Relayer(chain, custody, exchange=suite.exchange))
     summary = _summary(engine, chain, p, runtimes, results, readings_seen, workdir)
     summary["trades"] = trades
     summary["database_url"] = database_url
@@ -341,7 +349,8 @@ def _neighbourly_acts(engine: Any, p: DemoPlan) -> list[Any]:
 def _market_day(engine: Any, p: DemoPlan, relayer: Any = None) -> int:
     """Neighbours trade: an hour of bike repair offered, local energy bought with hours.
     Payments in hours are signed with the members' custody keys and relayed to the ledger
-    (`relayer`); the kWh leg stays in the app's journal."""
+    (`relayer`); with the relayer's exchange, the energy purchase is one Exchange trade
+    (the seller's signed offer, sold as one lot, taken by the buyer): both legs on chain."""
     from community.app import services
 
     now = int(time.time())
@@ -352,7 +361,7 @@ def _market_day(engine: Any, p: DemoPlan, relayer: Any = None) -> int:
         if services.trades_of(conn, producer.member):
             return len(services.trades_of(conn, producer.member))
         energy = services.create_offer(conn, producer.member, "energy",
-                                       "Surplus from my roof, this week", 20_000, now)
+                                       "Surplus from my roof, this week", 5_000, now, relayer=relayer)
         repair = services.create_offer(conn, consumers[0].member, "hours",
                                        "Bike repair, one hour", 100, now)
         services.take_offer(conn, consumers[0].member, energy, 5_000, "HOUR", now, relayer=relayer)
@@ -433,8 +442,8 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         sql_balances = settle_run.balances(conn)
         accounts = {r.member_id: r.address for r in conn.execute(
             sa.select(settle_run.schema.settle_accounts)).all()}
-        # Member payments relayed to the ledger (the app's journal rows with a transaction)
-        # are on chain too: add them to the settled balances before comparing.
+        # Member payments relayed to the ledger and both legs of Exchange trades (the app's
+        # journal rows with a transaction) are on chain too: add them before comparing.
         from community.app import tables as app_tables
 
         je = app_tables.entries
@@ -543,7 +552,8 @@ def demo_cmd(
         typer.echo("stopped")
 
 
-def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any, custody: Any) -> None:
+def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any, custody: Any,
+               suite: Any) -> None:
     """Serve the web app from a thread while the demo runs, and after it."""
     import uvicorn
 
@@ -551,7 +561,7 @@ def _start_app(opts: DemoOptions, p: DemoPlan, database_url: str, chain: Any, cu
     from community.app.sessions import ensure_member_accounts
 
     application = create_app(AppSettings(database_url=database_url, community="Quartier démo",
-                                         chain=chain, custody=custody))
+                                         chain=chain, custody=custody, suite=suite))
     with application.state.engine.begin() as conn:
         ensure_member_accounts(conn, DEMO_PASSWORD, now=int(time.time()),
                                board=(p.homes[0].member,), operator="operator")

@@ -457,6 +457,9 @@ def _load_extra() -> None:
 
     _merge(TEXTS)
     ACCOUNT_FIELD_LABELS.update(FIELD_LABELS)
+    from community.app.i18n_exchange import TEXTS as EXCHANGE_TEXTS
+
+    _merge(EXCHANGE_TEXTS)
 
 
 ACCOUNT_FIELD_LABELS: dict[str, str] = {}

@@ -23,9 +23,10 @@ from community.app.services import ServiceError
 from community.custody import Custody, CustodyError, SelfCustody
 from quartier.hashing import to_checksum_address
 
-# Units whose member-to-member payments are relayed. Energy moves on chain only through
-# settlement (its credits need gateway claims); a kWh leg bought in the app is journalled
-# in SQL (docs/app.md).
+# Units whose member-to-member payments are relayed. Energy is credited on chain only by
+# settlement (its credits need gateway claims); between members it moves as the kWh leg
+# of an Exchange trade when the app has the exchange (community.app.exchange_trades),
+# else it is journalled in SQL (docs/app.md).
 RELAYED_UNITS = ("HOUR", "KG")
 
 
@@ -61,10 +62,14 @@ def provision_member(conn: sa.Connection, custody: Custody, member_id: str, chai
 class Relayer:
     """The app's side of relayed payments: custody signs, the chain client submits."""
 
-    def __init__(self, chain: Any, custody: Custody, units: tuple[str, ...] = RELAYED_UNITS) -> None:
+    def __init__(self, chain: Any, custody: Custody, units: tuple[str, ...] = RELAYED_UNITS,
+                 exchange: Any = None) -> None:
         self.chain = chain
         self.custody = custody
         self.units = units
+        # The Exchange contract's client: energy bought in these units is one trade on it
+        # (community.app.exchange_trades); without, the kWh leg is journalled in SQL.
+        self.exchange = exchange
 
     def relays(self, unit: str) -> bool:
         return unit in self.units
@@ -135,7 +140,8 @@ def relayer_of(settings: Any) -> Relayer | None:
     custody = getattr(settings, "custody", None)
     if chain is None or custody is None:
         return None
-    return Relayer(chain, custody)
+    suite = getattr(settings, "suite", None)
+    return Relayer(chain, custody, exchange=suite.exchange if suite is not None else None)
 
 
 def provision_new_member(conn: sa.Connection, settings: Any, member_id: str) -> str | None:

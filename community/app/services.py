@@ -404,6 +404,17 @@ def _transfer(conn: sa.Connection, *, ts: int, payer: str, payee: str, unit: str
     conn.execute(t.entries.insert(), rows)
 
 
+def _journal(conn: sa.Connection, *, ts: int, payer: str, payee: str, unit: str, amount: int, ref: str,
+             tx_hash: str) -> None:
+    """Both rows of one leg of a trade already made on chain (an Exchange trade)."""
+    conn.execute(t.entries.insert(), [
+        {"ts": ts, "account": payer, "unit": unit, "amount": -amount, "reason": "trade",
+         "counterparty": payee, "ref": ref, "tx_hash": tx_hash},
+        {"ts": ts, "account": payee, "unit": unit, "amount": amount, "reason": "trade",
+         "counterparty": payer, "ref": ref, "tx_hash": tx_hash},
+    ])
+
+
 # --- market -------------------------------------------------------------------------------
 
 
@@ -415,7 +426,9 @@ def offers(conn: sa.Connection, *, open_only: bool = True) -> list[dict[str, obj
 
 
 def create_offer(conn: sa.Connection, member_id: str, kind: str, description: str,
-                 quantity: int, now: int) -> int:
+                 quantity: int, now: int, *, relayer: Relayer | None = None) -> int:
+    """An offer; with a relayer that has an exchange, an energy offer is also signed for
+    the Exchange contract with the seller's key (`exchange_trades.sign_energy_offer`)."""
     if kind not in KINDS:
         raise ServiceError("err.choice", "kind", choices=", ".join(KINDS))
     description = description.strip()
@@ -425,17 +438,23 @@ def create_offer(conn: sa.Connection, member_id: str, kind: str, description: st
         raise ServiceError("err.too_long", "description", max=200)
     if quantity <= 0:
         raise ServiceError("err.positive", "quantity")
-    return _new_id(conn.execute(t.offers.insert().values(
+    offer_id = _new_id(conn.execute(t.offers.insert().values(
         member_id=member_id, kind=kind, description=description, unit=KINDS[kind],
         quantity=quantity, status="open", created_at=now)))
+    if relayer is not None:
+        from community.app.exchange_trades import sign_energy_offer
+
+        sign_energy_offer(conn, relayer, offer_id, now)
+    return offer_id
 
 
 def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pay_unit: str,
                now: int, *, relayer: Relayer | None = None) -> dict[str, object]:
     """Energy settles at once as one two-leg trade (payment to the seller, kWh to the
     buyer); a service or goods waits for the buyer to confirm receipt, then pays. With a
-    relayer, a payment in hours or goods is made on the ledger; the kWh leg stays in the
-    journal (energy reaches the ledger through settlement)."""
+    relayer, a payment in hours or goods is made on the ledger; when the relayer has an
+    exchange and the seller signed the offer for it, both legs are one Exchange trade
+    (`exchange_trades`), else the kWh leg stays in the journal."""
     offer = conn.execute(sa.select(t.offers).where(t.offers.c.id == offer_id)).first()
     if offer is None or offer.status != "open" or offer.kind == "want" or (
             offer.expires_at is not None and offer.expires_at <= now):  # expired: off the market
@@ -455,6 +474,17 @@ def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pa
     _check_floor(conn, buyer, pay, amount)
     if energy:
         _check_floor(conn, offer.member_id, unit, quantity)
+    on_exchange = None
+    if energy and relayer is not None and relayer.relays(pay_unit):
+        from community.app import exchange_trades
+
+        if exchange_trades.exchange_of(relayer) is not None and exchange_trades.signed_offers(conn, offer.id):
+            from community.app.controls import guard_transfer
+
+            guard_transfer(conn, buyer, offer.member_id, pay_unit, amount, relayed=True)
+            guard_transfer(conn, offer.member_id, buyer, offer.unit, quantity, relayed=True)
+            # On chain first: a refusal raises before anything is journalled.
+            on_exchange = exchange_trades.take_on_exchange(conn, relayer, offer, buyer, quantity, pay_unit)
     trade_id = _new_id(conn.execute(t.trades.insert().values(
         offer_id=offer.id, buyer=buyer, seller=offer.member_id, unit=offer.unit,
         quantity=quantity, pay_unit=pay_unit, pay_amount=amount, description=offer.description,
@@ -463,7 +493,13 @@ def take_offer(conn: sa.Connection, buyer: str, offer_id: int, quantity: int, pa
     left = offer.quantity - quantity
     conn.execute(t.offers.update().where(t.offers.c.id == offer.id)
                  .values(quantity=left, status="open" if left > 0 else "closed"))
-    if energy:
+    if on_exchange is not None:
+        ref = f"trade:{trade_id}"
+        _journal(conn, ts=now, payer=buyer, payee=offer.member_id, unit=pay_unit, amount=amount, ref=ref,
+                 tx_hash=on_exchange.tx_hash)
+        _journal(conn, ts=now, payer=offer.member_id, payee=buyer, unit=offer.unit, amount=quantity, ref=ref,
+                 tx_hash=on_exchange.tx_hash)
+    elif energy:
         ref = f"trade:{trade_id}"
         _transfer(conn, ts=now, payer=buyer, payee=offer.member_id, unit=pay_unit, amount=amount,
                   reason="trade", ref=ref, relayer=relayer)

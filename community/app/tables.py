@@ -148,3 +148,18 @@ rates = sa.Table(
     sa.Column("wh_per_unit", sa.BigInteger, nullable=False),
     sa.Column("floor", sa.BigInteger, nullable=False),  # default floor, base units (negative)
 )
+
+exchange_offers = sa.Table(
+    "app_exchange_offers",
+    metadata,
+    # An energy offer's consent on the Exchange contract: the seller's EIP-712 signature of
+    # an `Offer` for the whole quantity, one per payment unit, all with the same nonce
+    # (community.app.exchange_trades). Kept by the relayer until a buyer takes one.
+    sa.Column("offer_id", sa.Integer, sa.ForeignKey("app_offers.id"), primary_key=True),
+    sa.Column("pay_unit", sa.String(8), primary_key=True),
+    sa.Column("maker", sa.String(42), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),  # Wh
+    sa.Column("nonce", sa.BigInteger, nullable=False),
+    sa.Column("deadline", sa.BigInteger, nullable=False),  # chain time, Unix seconds
+    sa.Column("signature", sa.String(132), nullable=False),
+)

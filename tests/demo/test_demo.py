@@ -48,6 +48,12 @@ def check_consistent(summary: dict[str, Any], database_url: str) -> None:
         credited = conn.execute(sa.select(sa.func.sum(schema.settle_entries.c.amount)).where(
             schema.settle_entries.c.unit == "KWH", schema.settle_entries.c.amount > 0)).scalar_one()
         assert int(credited or 0) == summary["kwh_settled"]
+        # The energy bought in the market is an Exchange trade: its kWh leg is on chain too.
+        from community.app import tables as app_tables
+
+        kwh_traded = conn.execute(sa.select(app_tables.entries).where(
+            app_tables.entries.c.unit == "KWH", app_tables.entries.c.reason == "trade")).all()
+        assert len(kwh_traded) == 2 and all(r.tx_hash for r in kwh_traded)
     engine.dispose()
 
 

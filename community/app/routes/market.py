@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from community.app import listings, services
+from community.app.exchange_trades import sign_energy_offer
 from community.app.fmt import to_base
 from community.app.relay import relayer_of
 from community.app.sessions import Account
@@ -66,8 +67,9 @@ def offer_submit(kind: str = Form(""), description: str = Form(""), quantity: st
         unit = services.KINDS.get(kind, "KWH")
         amount = to_base(unit, parse_number(quantity, "quantity"))
         with ctx.engine().begin() as conn:
-            listings.publish(conn, account.member_id, want=False, kind=kind, description=description,
-                             quantity=amount, now=ctx.now(), category=category, days=_days(days))
+            oid = listings.publish(conn, account.member_id, want=False, kind=kind, description=description,
+                                   quantity=amount, now=ctx.now(), category=category, days=_days(days))
+            sign_energy_offer(conn, relayer_of(ctx.settings), oid, ctx.now())  # the seller's consent, on chain
     except services.ServiceError as exc:
         return _form_error(ctx, account, exc)
     return RedirectResponse("/market?done=published", status_code=303)
@@ -241,6 +243,7 @@ def api_create_offer(body: OfferIn, ctx: Ctx = Depends(get_ctx),
         oid = listings.publish(conn, account.member_id, want=False, kind=body.kind,
                                description=body.description, quantity=body.quantity, now=ctx.now(),
                                category=body.category, days=body.expires_in_days)
+        sign_energy_offer(conn, relayer_of(ctx.settings), oid, ctx.now())
         return OfferOut(**listings.listing(conn, oid, ctx.now()))  # type: ignore[arg-type]
 
 
