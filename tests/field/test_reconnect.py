@@ -8,7 +8,7 @@ import time
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.base import DeviceError
 from gateway.drivers.sunspec_device import SunSpecDevice
-from tests.sim.sim_helpers import sunspec_sim  # noqa: F401  (fixture)
+from tests.drivers.drivers_helpers import sunspec_sim  # noqa: F401  (fixture)
 
 
 def test_dropped_connections_are_restored(sunspec_sim) -> None:  # noqa: F811
@@ -40,7 +40,7 @@ def test_dropped_connections_are_restored(sunspec_sim) -> None:  # noqa: F811
 def test_rtu_simulator_on_a_pty_carries_several_units(tmp_path) -> None:
     import signal
 
-    from tests.sim.sim_helpers import QUARTIER, start, stop
+    from tests.drivers.drivers_helpers import QUARTIER, start, stop
 
     proc = start([QUARTIER, "sim", "sunspec", "--rtu", "--pty", "--units", "1,2",
                   "--device", "inverter,meter", "--start", "2024-06-21T11:00:00+00:00"])

@@ -10,7 +10,7 @@ from pymodbus.client import ModbusTcpClient
 
 from gateway.drivers import DeviceSpec, open_device
 from gateway.drivers.base import DeviceError
-from tests.sim.sim_helpers import sunspec_sim  # noqa: F401  (fixture)
+from tests.drivers.drivers_helpers import sunspec_sim  # noqa: F401  (fixture)
 
 
 def test_pysunspec2_scans_the_inverter(sunspec_sim) -> None:  # noqa: F811
