@@ -426,21 +426,15 @@ def offers(conn: sa.Connection, *, open_only: bool = True) -> list[dict[str, obj
 
 
 def create_offer(conn: sa.Connection, member_id: str, kind: str, description: str,
-                 quantity: int, now: int, *, relayer: Relayer | None = None) -> int:
-    """An offer; with a relayer that has an exchange, an energy offer is also signed for
-    the Exchange contract with the seller's key (`exchange_trades.sign_energy_offer`)."""
-    if kind not in KINDS:
-        raise ServiceError("err.choice", "kind", choices=", ".join(KINDS))
-    description = description.strip()
-    if not description:
-        raise ServiceError("err.required", "description")
-    if len(description) > 200:
-        raise ServiceError("err.too_long", "description", max=200)
-    if quantity <= 0:
-        raise ServiceError("err.positive", "quantity")
-    offer_id = _new_id(conn.execute(t.offers.insert().values(
-        member_id=member_id, kind=kind, description=description, unit=KINDS[kind],
-        quantity=quantity, status="open", created_at=now)))
+                 quantity: int, now: int, *, relayer: Relayer | None = None,
+                 category: str | None = None, days: int | None = None) -> int:
+    """An offer (checked and stored by `listings.publish`: category, expiry); with a
+    relayer that has an exchange, an energy offer is also signed for the Exchange
+    contract with the seller's key (`exchange_trades.sign_energy_offer`)."""
+    from community.app import listings  # listings builds on this module
+
+    offer_id = listings.publish(conn, member_id, want=False, kind=kind, description=description,
+                                quantity=quantity, now=now, category=category, days=days)
     if relayer is not None:
         from community.app.exchange_trades import sign_energy_offer
 
