@@ -510,6 +510,10 @@ def _certificate_check(engine: Any, chain: Any, p: DemoPlan, runtimes: list[Home
     return False
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def demo_cmd(
     homes: int = typer.Option(12, "--homes", help="Number of simulated homes (half with panels)."),
     hours: int = typer.Option(24, "--hours", help="Simulated hours to run."),
@@ -524,6 +528,9 @@ def demo_cmd(
 ) -> None:
     """Run a simulated neighbourhood end to end: gateways, ingest, settlement, certificates, app."""
     opts = DemoOptions(homes, hours, speed, headless, port, mqtt_url, database_url, rpc_url, data_dir, seed)
+    # The children run in their own sessions (so that a Ctrl-C reaches only us and we stop
+    # them in order); a SIGTERM must unwind through the same cleanup, not leave them behind.
+    signal.signal(signal.SIGTERM, _terminate)
 
     def say(msg: str) -> None:
         typer.echo(msg, err=headless)

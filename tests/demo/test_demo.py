@@ -72,3 +72,32 @@ def test_demo_on_real_services(tmp_path: Path, mosquitto, postgres_url: str) -> 
         node.stop()
     assert f"node {node.url}" in log
     check_consistent(summary, postgres_url)
+
+
+def test_a_terminated_demo_leaves_no_process_behind(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quartier.cli", "demo", "--headless", "--homes", "2", "--hours", "24",
+         "--speed", "0", "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until the homes' processes run
+        if "gateways and their simulators started" in line:
+            break
+    children = [int(p) for p in subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True).stdout.split()]
+    assert children, "the demo started no gateway"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    time.sleep(0.5)
+    alive = []
+    for pid in children:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    assert not alive, f"processes left behind: {alive}"
