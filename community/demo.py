@@ -74,13 +74,20 @@ class Processes:
     procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
 
     def start(self, name: str, args: list[str], stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+        global _spawning
         log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quartier.cli", *args],
-            stdout=subprocess.PIPE if stdout_pipe else log, stderr=log, env=self.env,
-            start_new_session=True,  # a Ctrl-C on the demo reaches us, and we stop them in order
-        )
-        self.procs.append((name, proc, log))
+        _spawning = True  # a SIGTERM now waits until the child is in the list to stop
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "quartier.cli", *args],
+                stdout=subprocess.PIPE if stdout_pipe else log, stderr=log, env=self.env,
+                start_new_session=True,  # a Ctrl-C reaches only us, and we stop them in order
+            )
+            self.procs.append((name, proc, log))
+        finally:
+            _spawning = False
+        if _terminated:
+            raise SystemExit(128 + signal.SIGTERM)
         return proc
 
     def check_alive(self) -> None:
@@ -510,8 +517,15 @@ def _certificate_check(engine: Any, chain: Any, p: DemoPlan, runtimes: list[Home
     return False
 
 
+_spawning = False
+_terminated = False
+
+
 def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    global _terminated
+    _terminated = True
+    if not _spawning:
+        raise SystemExit(128 + signum)
 
 
 def demo_cmd(
