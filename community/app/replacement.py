@@ -8,7 +8,9 @@ identity. By default B is a new server-held key, sealed under a pending custody 
 the replacement is executed; a member may name an address they keep themselves. Asking
 logs out every other session of the member (the lost phone); executing logs out all of
 them. In the app the member keeps their id, so offers, standing orders, requests, helper
-grants and fund preferences follow at once.
+grants and fund preferences follow at once; on chain, grants to the old address and
+requests it must pay follow too (the contracts record the succession), while energy offers
+signed on the exchange by the old key are withdrawn, to be published again.
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ def approve(conn: sa.Connection, guardian: str, member: str, now: int, *, ops: A
 
 
 def _carry_over(conn: sa.Connection, member: str, now: int, ops: Any) -> None:
-    """The ledger's grants and open requests name the old address and stop working with
-    it; the member's own (grants they gave, requests they made) are signed again with the
+    """The grants the member gave and the requests they made name the old address and stop
+    working with it (those naming it as helper or payer follow on chain); the member's own (grants they gave, requests they made) are signed again with the
     new key, which the community holds, so helpers and payers carry on unaware."""
     from community.app import helping
 
@@ -226,6 +228,12 @@ def execute(conn: sa.Connection, member: str, now: int, *, by: str, ops: Any | N
     else:
         ops.custody.adopt(conn, member, pending["new_address"], None, now)
     link_account(conn, member, pending["new_address"])
+    # Exchange offers the old key signed can no longer be taken (it is frozen): they are
+    # withdrawn, and the member publishes them again.
+    signed_by_old = t.exchange_offers.c.maker == pending["old_address"]
+    conn.execute(t.offers.update().where(t.offers.c.id.in_(sa.select(t.exchange_offers.c.offer_id).where(
+        signed_by_old)), t.offers.c.status == "open").values(status="closed"))
+    conn.execute(t.exchange_offers.delete().where(signed_by_old))
     if held is not None:
         _carry_over(conn, member, now, ops)
     conn.execute(at.replacements.update().where(at.replacements.c.id == pending["id"])

@@ -98,6 +98,11 @@ class RecoveryClient(_IntentPart):
     def set_delay(self, seconds: int) -> str:
         return tx_hash(self.send("setDelay", seconds))
 
+    def add_migration(self, target: Part) -> str:
+        """`target` (helpers, payment requests) follows every replacement executed from
+        now on: what was addressed to the old key answers to the new one."""
+        return tx_hash(self.send("addMigration", target.address))
+
     def delay(self) -> int:
         return int(self.call("delay"))
 
@@ -201,7 +206,8 @@ class HelpersClient(_IntentPart):
                             (h, m, t, u, amount, memo_hash(memo)), (h, m, t, u, amount, memo), ttl, nonce)
 
     def grant(self, member: str, helper: str) -> HelperGrant | None:
-        kind, unit, expires, month, monthly, spent = self.call("grants", to_checksum_address(member),
+        # grantOf: a grant made to an account `helper` replaced is `helper`'s
+        kind, unit, expires, month, monthly, spent = self.call("grantOf", to_checksum_address(member),
                                                                 to_checksum_address(helper))
         return None if kind == 0 else HelperGrant(int(kind), int(unit), int(expires), int(month), int(monthly),
                                                   int(spent))
@@ -291,6 +297,7 @@ class RequestsClient(_IntentPart):
         requester, unit, status, expires, payer, amount, paid = self.call("requests", request)
         if status == 0:
             return None
+        payer = self.call("payerOf", request)  # after any replacement of the payer
         return PaymentRequest(request, str(requester), int(unit), int(status), int(expires),
                               None if int(payer, 16) == 0 else str(payer), int(amount), int(paid))
 

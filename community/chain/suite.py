@@ -3,7 +3,7 @@
 Roles after `deploy_suite`: the exchange, conversion, helpers and requests hold the
 ledger's `OPERATOR_ROLE`; recovery holds `RECOVERY_ROLE` on the ledger and on governance;
 governance holds `GOVERNOR_ROLE` on the ledger, the exchange, conversion and recovery and
-may target them in proposals. The deployer keeps its roles (admin, governor, board) until
+may target them in proposals; helpers and requests follow recovery's replacements. The deployer keeps its roles (admin, governor, board) until
 it hands them over.
 """
 
@@ -39,8 +39,10 @@ def deploy_suite(client: ChainClient) -> Suite:
     recovery = RecoveryClient.deploy_with(client, governance)
     governance.set_target(recovery.address)
     recovery.grant_role("GOVERNOR_ROLE", governance.address)
-    return Suite(exchange, conversion, governance, recovery, HelpersClient.deploy(client),
-                 RequestsClient.deploy(client))
+    helpers, requests = HelpersClient.deploy(client), RequestsClient.deploy(client)
+    recovery.add_migration(helpers)
+    recovery.add_migration(requests)
+    return Suite(exchange, conversion, governance, recovery, helpers, requests)
 
 
 def attach_suite(client: ChainClient, addresses: dict[str, str]) -> Suite:

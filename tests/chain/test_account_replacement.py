@@ -9,7 +9,14 @@ from dataclasses import dataclass, replace
 import pytest
 
 from community.chain import devnet
-from community.chain.accounts import RecoveryClient
+from community.chain.accounts import (
+    PAID,
+    PAY,
+    REFUSED,
+    HelpersClient,
+    RecoveryClient,
+    RequestsClient,
+)
 from community.chain.client import meter_point_id
 from community.chain.governance import GovernanceClient
 from community.chain.intents import Entry, build_batch
@@ -25,6 +32,8 @@ class R:
     chain: Chain
     rec: RecoveryClient
     gov: GovernanceClient
+    helpers: HelpersClient
+    requests: RequestsClient
 
     @property
     def new(self) -> str:
@@ -35,15 +44,19 @@ class R:
 
 
 @pytest.fixture(scope="module")
-def parts(chain_module: Chain) -> tuple[RecoveryClient, GovernanceClient]:
+def parts(chain_module: Chain) -> tuple[RecoveryClient, GovernanceClient, HelpersClient, RequestsClient]:
     gov = GovernanceClient.deploy_for(chain_module.client)
     gov.add_destination("school roof")
     gov.add_destination("repair café")
-    return RecoveryClient.deploy_with(chain_module.client, gov), gov
+    rec = RecoveryClient.deploy_with(chain_module.client, gov)
+    helpers, requests = HelpersClient.deploy(chain_module.client), RequestsClient.deploy(chain_module.client)
+    rec.add_migration(helpers)
+    rec.add_migration(requests)
+    return rec, gov, helpers, requests
 
 
 @pytest.fixture
-def r(parts: tuple[RecoveryClient, GovernanceClient], chain: Chain) -> Iterator[R]:
+def r(parts: tuple[RecoveryClient, GovernanceClient, HelpersClient, RequestsClient], chain: Chain) -> Iterator[R]:
     yield R(chain, *parts)
 
 
@@ -96,6 +109,60 @@ def test_everything_moves_to_the_new_key_and_the_old_key_can_do_nothing(r: R) ->
                         period_id=period, period_end=period + DAY)
     c.settle_batch(batch)
     assert c.balance(KWH, r.new) == 500
+
+
+def test_grants_to_the_old_key_and_requests_it_must_pay_move_to_the_new_key(r: R) -> None:
+    c, old = r.chain.client, r.chain.member(0)
+    older, shop = r.chain.member(1), r.chain.member(2)
+    fund(r.chain, HOUR, {0: 700, 1: 1_000})
+    h, q = r.helpers, r.requests
+    h.relay(h.sign_grant(r.chain.members[1], older, old, kind=PAY, unit=HOUR, monthly=300,
+                         expires_at=r.chain.now() + 90 * DAY))
+    h.relay(h.sign_pay_for(r.chain.members[0], old, older, shop, HOUR, 100))  # spent before the loss
+    expires = r.chain.now() + 30 * DAY
+    to_pay = q.create(q.sign_request(r.chain.members[2], shop, old, HOUR, 50, expires_at=expires))
+    to_refuse = q.create(q.sign_request(r.chain.members[2], shop, old, HOUR, 60, expires_at=expires))
+    r.rec.request_by_board(old, r.new)
+    r.wait_delay()
+    r.rec.execute(old)
+
+    grant = h.grant(older, r.new)
+    assert grant is not None and (grant.kind, grant.monthly, grant.spent) == (PAY, 300, 100)
+    assert h.grant(older, old) is None and not h.can_view(older, old) and h.remaining(older, old) == 0
+    assert h.can_view(older, r.new) and h.remaining(older, r.new) == 200
+    assert q.get(to_pay).payer == q.get(to_refuse).payer == r.new  # type: ignore[union-attr]
+
+    # The old key can do nothing with them.
+    with refused("HelperReplaced"):
+        h.relay(h.sign_pay_for(r.chain.members[0], old, older, shop, HOUR, 10))
+    with refused("NotThePayer"):
+        q.relay(q.sign_pay(r.chain.members[0], old, to_pay, 50))
+    with refused("NotThePayer"):
+        q.relay(q.sign_refuse(r.chain.members[0], old, to_refuse))
+    with refused("BadGrant"):  # nor be granted anything again
+        h.relay(h.sign_grant(r.chain.members[1], older, old, kind=PAY, unit=HOUR, monthly=1,
+                             expires_at=r.chain.now() + DAY))
+
+    # The new key uses them; the month's spending carried over.
+    with refused("AboveAllowance"):
+        h.relay(h.sign_pay_for(NEW, r.new, older, shop, HOUR, 201))
+    h.relay(h.sign_pay_for(NEW, r.new, older, shop, HOUR, 200))
+    q.relay(q.sign_pay(NEW, r.new, to_pay, 50))
+    q.relay(q.sign_refuse(NEW, r.new, to_refuse))
+    assert [q.get(i).status for i in (to_pay, to_refuse)] == [PAID, REFUSED]  # type: ignore[union-attr]
+    assert c.account_state(HOUR, shop).balance == 100 + 200 + 50
+    # The member revokes the moved grant by naming the new key.
+    h.relay(h.sign_revoke(r.chain.members[1], older, r.new))
+    assert h.grant(older, r.new) is None and h.grant(older, old) is None
+
+
+def test_only_recovery_records_a_succession(r: R) -> None:
+    other_client = outsider(r.chain, key(4347))
+    for part in (r.helpers, r.requests):
+        with refused("NotRecovery"):
+            type(part)(other_client, part.address).send("migrate", r.chain.member(0), r.new)
+    with refused("AccessControlUnauthorizedAccount"):
+        RecoveryClient(other_client, r.rec.address).add_migration(r.helpers)
 
 
 def test_a_cancelled_replacement_changes_nothing(r: R) -> None:

@@ -10,6 +10,11 @@ interface IPreferences {
     function movePreferences(address from, address to) external;
 }
 
+/// A contract that follows replacements (see `Succession`): helpers, payment requests.
+interface IMigrates {
+    function migrate(address from, address to) external;
+}
+
 /// Account replacement after a lost phone or key: address A is replaced by B.
 ///
 /// A request opens in one of three ways: the board asks (after an identity check), A asks
@@ -19,7 +24,8 @@ interface IPreferences {
 /// intent — a thief with a stolen identity check is stopped by the real owner — and the
 /// board can cancel too. After the delay anyone executes it: the ledger moves A's
 /// balances, limits, membership and gateways (with their meter points) to B and freezes
-/// A; governance moves A's fund preferences; A's guardians now guard B.
+/// A; governance moves A's fund preferences; A's guardians now guard B; each contract added
+/// with `addMigration` (helpers, payment requests) hands what was addressed to A to B.
 contract AccountRecovery is AccessControl, MemberIntents {
     bytes32 public constant BOARD_ROLE = keccak256("BOARD_ROLE");
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
@@ -31,6 +37,7 @@ contract AccountRecovery is AccessControl, MemberIntents {
     bytes32 public constant GUARDIANS_TYPEHASH =
         keccak256("Guardians(address member,address[] guardians,uint8 threshold,uint64 nonce,uint64 deadline)");
     uint8 public constant MAX_GUARDIANS = 8;
+    uint8 public constant MAX_MIGRATIONS = 8; // bounds what `execute` calls
 
     struct Request {
         address to;
@@ -47,8 +54,10 @@ contract AccountRecovery is AccessControl, MemberIntents {
     mapping(address => uint256) public round;
     /// keccak256(from, round, to) => bitmap of the guardians (by index) who approved.
     mapping(bytes32 => uint256) public approvals;
+    IMigrates[] public migrations;
 
     event DelaySet(uint32 delay);
+    event MigrationAdded(address indexed target);
     event GuardiansSet(address indexed member, address[] guardians, uint8 threshold);
     event ReplacementApproved(address indexed from, address indexed to, address indexed guardian);
     event ReplacementRequested(address indexed from, address indexed to, address indexed by, uint40 readyAt);
@@ -63,6 +72,7 @@ contract AccountRecovery is AccessControl, MemberIntents {
     error NotAGuardian(address from, address guardian);
     error AlreadyApproved(address from, address guardian);
     error BadGuardians(uint256 count, uint8 threshold);
+    error TooManyMigrations(uint256 count);
 
     constructor(ILedger ledger, address admin, IPreferences preferences) EIP712("Quartier Recovery", "1") {
         LEDGER = ledger;
@@ -75,6 +85,18 @@ contract AccountRecovery is AccessControl, MemberIntents {
     function setDelay(uint32 delay_) external onlyRole(GOVERNOR_ROLE) {
         delay = delay_;
         emit DelaySet(delay_);
+    }
+
+    /// `target` follows every replacement executed from now on; it checks that this
+    /// contract holds the ledger's `RECOVERY_ROLE`.
+    function addMigration(IMigrates target) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (migrations.length >= MAX_MIGRATIONS) revert TooManyMigrations(migrations.length);
+        migrations.push(target);
+        emit MigrationAdded(address(target));
+    }
+
+    function migrationCount() external view returns (uint256) {
+        return migrations.length;
     }
 
     /// The member names up to 8 guardians (members, usually) of whom `threshold` may
@@ -167,6 +189,9 @@ contract AccountRecovery is AccessControl, MemberIntents {
         _close(from, true, msg.sender);
         LEDGER.replaceAccount(from, r.to);
         if (address(PREFERENCES) != address(0)) PREFERENCES.movePreferences(from, r.to);
+        for (uint256 i = 0; i < migrations.length; ++i) {
+            migrations[i].migrate(from, r.to);
+        }
         _guardians[r.to] = _guardians[from];
         threshold[r.to] = threshold[from];
         delete _guardians[from];

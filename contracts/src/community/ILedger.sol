@@ -10,4 +10,5 @@ interface ILedger {
     function frozen(address account) external view returns (bool);
     function unitCount() external view returns (uint8);
     function FUND() external view returns (address);
+    function hasRole(bytes32 role, address account) external view returns (bool);
 }

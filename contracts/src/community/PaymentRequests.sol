@@ -5,12 +5,14 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ILedger} from "./ILedger.sol";
 import {MemberIntents} from "./MemberIntents.sol";
+import {Succession} from "./Succession.sol";
 
 /// Payment requests: a member (or the board, for the fund) asks a payer — or anyone, for a
 /// link or a QR code — for an amount in a unit, with an encrypted memo and an expiry. The
 /// payer pays all or part (several payments until the amount is reached) or refuses; the
-/// requester may withdraw it. Every step is an event, so both sides see the history.
-contract PaymentRequests is AccessControl, MemberIntents {
+/// requester may withdraw it. Every step is an event, so both sides see the history. When
+/// recovery replaces a payer A by B, requests addressed to A are B's to pay or refuse.
+contract PaymentRequests is AccessControl, MemberIntents, Succession {
     bytes32 public constant BOARD_ROLE = keccak256("BOARD_ROLE");
     bytes32 public constant REQUEST_TYPEHASH = keccak256(
         "Request(address requester,address payer,uint8 unit,uint256 amount,bytes32 memoHash,uint64 expiresAt,uint64 nonce,uint64 deadline)"
@@ -107,7 +109,7 @@ contract PaymentRequests is AccessControl, MemberIntents {
     {
         _useIntent(payer, keccak256(abi.encode(PAY_TYPEHASH, payer, id, amount, nonce, deadline)), nonce, deadline, sig);
         Request storage r = _open(id);
-        if (r.payer != address(0) && r.payer != payer) revert NotThePayer(id, payer);
+        if (r.payer != address(0) && _current(r.payer) != payer) revert NotThePayer(id, payer);
         uint256 remaining = uint256(r.amount) - r.paid;
         if (amount == 0 || amount > remaining) revert AboveRemaining(id, remaining, amount);
         r.paid += uint96(amount);
@@ -119,7 +121,7 @@ contract PaymentRequests is AccessControl, MemberIntents {
     function refuse(address payer, uint256 id, uint64 nonce, uint64 deadline, bytes calldata sig) external {
         _useIntent(payer, keccak256(abi.encode(REFUSE_TYPEHASH, payer, id, nonce, deadline)), nonce, deadline, sig);
         Request storage r = _open(id);
-        if (r.payer != payer) revert NotThePayer(id, payer);
+        if (r.payer == address(0) || _current(r.payer) != payer) revert NotThePayer(id, payer);
         r.status = REFUSED;
         emit RequestRefused(id, payer);
     }
@@ -132,6 +134,16 @@ contract PaymentRequests is AccessControl, MemberIntents {
         if (r.requester != requester) revert NotTheRequester(id, requester);
         r.status = WITHDRAWN;
         emit RequestWithdrawn(id, requester);
+    }
+
+    /// Who may pay request `id` now (address(0): anyone), after any replacement of its payer.
+    function payerOf(uint256 id) external view returns (address) {
+        address p = requests[id].payer;
+        return p == address(0) ? p : _current(p);
+    }
+
+    function _successionLedger() internal view override returns (ILedger) {
+        return LEDGER;
     }
 
     function _create(address requester, address payer, uint8 unit, uint96 amount, bytes calldata memo, uint40 expiresAt)
