@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from gateway.config import MqttConfig
+from quartier.mqtt_frame import packet_span
 
 log = logging.getLogger("quartier.gateway.mqtt")
 
@@ -67,20 +68,12 @@ class _BufferedSocket:
         """(fixed header byte, rest) of the next MQTT packet when the read buffer holds
         all of it, else None (paho then reads it piecewise through `recv`)."""
         buf = self._rbuf
-        end = len(buf)
-        at, length, shift = 1, 0, 0
-        while at < end and shift <= 21:  # remaining length: at most 4 bytes (MQTT §2.2.3)
-            b = buf[at]
-            at += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if at + length > end:
-                    return None
-                command, body = buf[0], buf[at:at + length]
-                del buf[:at + length]
-                return command, body
-            shift += 7
-        return None
+        span = packet_span(buf)
+        if span is None:
+            return None
+        command, body = buf[0], buf[span[0]:span[1]]
+        del buf[:span[1]]
+        return command, body
 
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 from community.ingest import pipeline as pl
 from community.ingest import store
 from community.ingest.config import IngestConfig
+from quartier.mqtt_frame import packet_span
 
 log = logging.getLogger("quartier.ingest")
 
@@ -79,20 +80,11 @@ class _ReadAhead:
         """(fixed header byte, rest) of the next MQTT packet when the buffer holds all of
         it, else None (paho then reads it piecewise through `recv`)."""
         buf, pos = self._buf, self._pos
-        end = len(buf)
-        at = pos + 1
-        length, shift = 0, 0
-        while at < end and shift <= 21:  # remaining length: at most 4 bytes (MQTT §2.2.3)
-            b = buf[at]
-            at += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if at + length > end:
-                    return None
-                self._pos = at + length
-                return buf[pos], buf[at:at + length]
-            shift += 7
-        return None
+        span = packet_span(buf, pos)
+        if span is None:
+            return None
+        self._pos = span[1]
+        return buf[pos], buf[span[0]:span[1]]
 
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)
