@@ -229,6 +229,14 @@ def _serve_rtu(sims: dict, baudrate: int) -> None:
             print(f"unit {uid}: requests {s.requests} injected {s.injected}", file=sys.stderr)
 
 
+def _serial_faults(timeout_rate: float, drop_rate: float, bad_checksum_rate: float,
+                   glitch_rate: float, counter_reset_after: float | None,
+                   freeze_after: float | None) -> object:
+    """The faults a serial meter can show: no Modbus exceptions, sleep or scale factors."""
+    return _faults(timeout_rate, drop_rate, bad_checksum_rate, glitch_rate, 0.0,
+                   counter_reset_after, freeze_after, False, False, 0)
+
+
 @sim.command("tic")
 def tic_cmd(
     mode: str = typer.Option("historique", "--mode", help="historique or standard"),
@@ -254,18 +262,8 @@ def tic_cmd(
     if mode not in ("historique", "standard"):
         print(f"--mode must be historique or standard, not {mode!r}", file=sys.stderr)
         raise typer.Exit(2)
-    faults = _faults(
-        timeout_rate,
-        drop_rate,
-        bad_checksum_rate,
-        glitch_rate,
-        0.0,
-        counter_reset_after,
-        freeze_after,
-        False,
-        False,
-        0,
-    )
+    faults = _serial_faults(timeout_rate, drop_rate, bad_checksum_rate, glitch_rate,
+                            counter_reset_after, freeze_after)
     run_serial_sim("tic", mode, pty, interval, seed, speed, _start(start), peak_w, count, faults)  # type: ignore[arg-type]
 
 
@@ -292,18 +290,8 @@ def p1_cmd(
     if version not in ("5", "4", "2.2"):
         print(f"--version must be 5, 4 or 2.2, not {version!r}", file=sys.stderr)
         raise typer.Exit(2)
-    faults = _faults(
-        timeout_rate,
-        drop_rate,
-        bad_checksum_rate,
-        glitch_rate,
-        0.0,
-        counter_reset_after,
-        freeze_after,
-        False,
-        False,
-        0,
-    )
+    faults = _serial_faults(timeout_rate, drop_rate, bad_checksum_rate, glitch_rate,
+                            counter_reset_after, freeze_after)
     run_serial_sim("p1", version, pty, interval, seed, speed, _start(start), peak_w, count, faults)  # type: ignore[arg-type]
 
 
