@@ -104,7 +104,13 @@ class ModbusProxy:
                 pdu = _recv_exact(sock, length - 1)
                 if pdu is None:
                     return
-                answer = self.handle(unit, pdu)
+                try:
+                    answer = self.handle(unit, pdu)
+                except Exception:  # a bug here must cost one answer, not the client's connection
+                    log.exception("event=proxy_error device=%s unit=%d function=%d", self.cfg.device,
+                                  unit, pdu[0])
+                    self.counters["failed"] += 1
+                    answer = exception_pdu(pdu[0], GATEWAY_TARGET_FAILED)
                 sock.sendall(struct.pack(">HHHB", tid, 0, len(answer) + 1, unit) + answer)
         except OSError:
             return
@@ -171,7 +177,7 @@ def _execute(line: Any, request: Any) -> Any:
     """Send one request PDU on a ModbusLine, as its own read methods do: under its lock,
     after the RTU inter-frame gap, counting time and errors; an exception response is
     returned (the local client gets it unchanged), not raised."""
-    from pymodbus.exceptions import ConnectionException, ModbusIOException
+    from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
     with line.lock:
         line._ensure_connected()
@@ -191,6 +197,10 @@ def _execute(line: Any, request: Any) -> Any:
             line._close()
             raise DeviceError(f"{line.endpoint}: connection lost ({exc})",
                               kind="connection") from None
+        except ModbusException as exc:  # an answer pymodbus could not match or decode
+            line._count("frame")
+            line._close()
+            raise DeviceError(f"{line.endpoint}: bad answer ({exc})", kind="frame") from None
         finally:
             end = time.monotonic()
             line._last_frame_end = end

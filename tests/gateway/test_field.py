@@ -46,6 +46,8 @@ def test_proxy_serves_a_single_client_inverter(tmp_path: Path, broker: Mosquitto
     gw = procs.gateway(config)
     try:
         wait_port(xp, 20)
+        # The device opened and polled once: what follows runs beside the gateway's polls.
+        wait_for(lambda: bool(sub.readings()), 30, "a first reading")
         c = ModbusTcpClient("127.0.0.1", port=xp, timeout=3, retries=0)
         assert c.connect()
         for _ in range(20):  # while the gateway polls the same single-client inverter
