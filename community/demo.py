@@ -319,7 +319,8 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
     from community.ingest.store import recheck_pending_claims
 
     recheck_pending_claims(engine)
-    orders = _neighbourly_acts(engine, p)
+    relayer = Relayer(chain, custody, exchange=suite.exchange, orders=suite.orders)
+    orders = _neighbourly_acts(engine, p, relayer)
     periods = _periods(p, claim_period)
     results = []
     for start, end in periods:
@@ -329,7 +330,7 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
         except settle_run.SettlementError as exc:
             raise DemoError(f"settlement of the period starting {start} failed: {exc}") from None
     say(f"settled {len(results)} period(s) on the ledger")
-    trades = _market_day(engine, p, Relayer(chain, custody, exchange=suite.exchange))
+    trades = _market_day(engine, p, relayer)
     summary = _summary(engine, chain, p, runtimes, results, readings_seen, workdir)
     summary["trades"] = trades
     summary["database_url"] = database_url
@@ -337,20 +338,20 @@ def run_demo(opts: DemoOptions, say: Any = print) -> dict[str, Any]:
     return summary
 
 
-def _neighbourly_acts(engine: Any, p: DemoPlan) -> list[Any]:
+def _neighbourly_acts(engine: Any, p: DemoPlan, relayer: Any) -> list[Any]:
     """A standing donation, as a member sets it in the app: the first producer gives a
-    tenth of their export to a neighbour without panels. Settlement executes it."""
+    tenth of their export to a neighbour without panels, signed with the producer's key on
+    the ledger's standing orders. Settlement executes it inside each period's batch."""
     from community.app import services
-    from community.settlement.netting import StandingOrder
 
     services.init_app_tables(engine)
     donor = p.producers[0].member
     beneficiary = next(h.member for h in reversed(p.homes) if not h.producer)
     with engine.begin() as conn:
         if not services.donation_orders(conn, donor)["given"]:
-            services.create_donation(conn, donor, beneficiary, share_bp=1000, now=int(time.time()))
-        return [StandingOrder(d, b, wh=0, share_bp=share) if share else StandingOrder(d, b, wh=wh)
-                for d, b, wh, share in services.standing_orders(conn)]
+            services.create_donation(conn, donor, beneficiary, share_bp=1000, now=int(time.time()),
+                                     relayer=relayer)
+        return services.standing_orders(conn)
 
 
 def _market_day(engine: Any, p: DemoPlan, relayer: Any = None) -> int:

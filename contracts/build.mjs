@@ -12,7 +12,7 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const srcDir = path.join(here, 'src')
 
 // Contracts that are deployed (the others are abstract parts or libraries).
-const DEPLOYED = ['CommunityLedger', 'NaiveToken', 'Exchange', 'Governance', 'Conversion', 'AccountRecovery', 'Helpers', 'PaymentRequests']
+const DEPLOYED = ['CommunityLedger', 'NaiveToken', 'Exchange', 'Governance', 'Conversion', 'AccountRecovery', 'Helpers', 'PaymentRequests', 'StandingOrders']
 
 // Fixed settings: changing any of them changes the bytecode, so they live here, not on
 // the command line. evmVersion is pinned to cancun, which py-evm and anvil both run.

@@ -63,13 +63,16 @@ class Relayer:
     """The app's side of relayed payments: custody signs, the chain client submits."""
 
     def __init__(self, chain: Any, custody: Custody, units: tuple[str, ...] = RELAYED_UNITS,
-                 exchange: Any = None) -> None:
+                 exchange: Any = None, orders: Any = None) -> None:
         self.chain = chain
         self.custody = custody
         self.units = units
         # The Exchange contract's client: energy bought in these units is one trade on it
         # (community.app.exchange_trades); without, the kWh leg is journalled in SQL.
         self.exchange = exchange
+        # The StandingOrders contract's client: a standing donation is signed there by its
+        # donor, and settlement executes it on chain; without, it lives in SQL only.
+        self.orders = orders
 
     def relays(self, unit: str) -> bool:
         return unit in self.units
@@ -108,6 +111,43 @@ class Relayer:
         return Relayed(payment, signature, tx_hash)
 
 
+    def _order_key(self, conn: sa.Connection, member_id: str, field: str) -> tuple[str, Any]:
+        address = ledger_address(conn, member_id)
+        held = self.custody.get(conn, member_id)
+        if address is None or held is None or held.address != address:
+            raise ServiceError("err.order_no_key", field, member=member_id)
+        try:
+            return address, self.custody.unlock(conn, member_id)
+        except SelfCustody:
+            raise ServiceError("err.order_self_custody", field) from None
+
+    def set_order(self, conn: sa.Connection, donor: str, beneficiary: str, wh: int, share_bp: int) -> int:
+        """Signs the donor's standing order with their custody key and relays it; the id on chain."""
+        from community.chain.client import ChainError, LedgerRevert
+
+        to = ledger_address(conn, beneficiary)
+        if to is None:
+            raise ServiceError("err.unknown_member", "beneficiary", value=beneficiary)
+        address, key = self._order_key(conn, donor, "amount")
+        try:
+            intent = self.orders.sign_set(key, address, to, wh=wh, share_bp=share_bp)
+            del key
+            return int(self.orders.set(intent))
+        except (LedgerRevert, ChainError, CustodyError) as exc:
+            raise ServiceError("err.order_chain", "amount", reason=str(exc)) from None
+
+    def cancel_order(self, conn: sa.Connection, donor: str, order_id: int) -> str:
+        from community.chain.client import ChainError, LedgerRevert
+
+        address, key = self._order_key(conn, donor, "order")
+        try:
+            intent = self.orders.sign_cancel(key, address, order_id)
+            del key
+            return str(self.orders.cancel(intent))
+        except (LedgerRevert, ChainError, CustodyError) as exc:
+            raise ServiceError("err.order_chain", "order", reason=str(exc)) from None
+
+
 def _shown(unit: str, base: int) -> str:
     from community.app.fmt import Formatter
 
@@ -141,7 +181,8 @@ def relayer_of(settings: Any) -> Relayer | None:
     if chain is None or custody is None:
         return None
     suite = getattr(settings, "suite", None)
-    return Relayer(chain, custody, exchange=suite.exchange if suite is not None else None)
+    return Relayer(chain, custody, exchange=suite.exchange if suite is not None else None,
+                   orders=getattr(suite, "orders", None) if suite is not None else None)
 
 
 def provision_new_member(conn: sa.Connection, settings: Any, member_id: str) -> str | None:

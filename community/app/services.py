@@ -25,6 +25,7 @@ from quartier.intervals import DEFAULT_STEP_S
 
 if TYPE_CHECKING:
     from community.app.relay import Relayer
+    from community.settlement.netting import StandingOrder
 
 STEP_S = DEFAULT_STEP_S
 DAY_S = 86_400
@@ -582,28 +583,40 @@ def preview_donation(conn: sa.Connection, donor: str, beneficiary: str, *, wh_pe
 
 
 def create_donation(conn: sa.Connection, donor: str, beneficiary: str, *, wh_per_day: int = 0,
-                    share_bp: int = 0, now: int) -> int:
+                    share_bp: int = 0, now: int, relayer: Relayer | None = None) -> int:
+    """Saves a standing order. With a relayer that has the standing orders contract, the
+    donor's key signs it there first (settlement executes only orders on chain)."""
     _check_order(conn, donor, beneficiary, wh_per_day, share_bp)
+    chain_order = None
+    if relayer is not None and relayer.orders is not None:
+        chain_order = relayer.set_order(conn, donor, beneficiary, wh_per_day, share_bp)
     return _new_id(conn.execute(t.donation_orders.insert().values(
         donor=donor, beneficiary=beneficiary, wh_per_day=wh_per_day, share_bp=share_bp,
-        active=True, created_at=now)))
+        active=True, created_at=now, chain_order=chain_order)))
 
 
-def cancel_donation(conn: sa.Connection, donor: str, order_id: int, now: int) -> None:
-    done = conn.execute(t.donation_orders.update()
-                        .where(t.donation_orders.c.id == order_id, t.donation_orders.c.donor == donor,
-                               t.donation_orders.c.active.is_(True))
-                        .values(active=False, ended_at=now))
-    if done.rowcount == 0:
-        raise ServiceError("common.not_found", "order")
-
-
-def standing_orders(conn: sa.Connection) -> list[tuple[str, str, int, int]]:
-    """Active orders as (donor, beneficiary, wh per day, share in 1/100 %), for netting."""
+def cancel_donation(conn: sa.Connection, donor: str, order_id: int, now: int, *,
+                    relayer: Relayer | None = None) -> None:
     o = t.donation_orders
-    rows = conn.execute(sa.select(o.c.donor, o.c.beneficiary, o.c.wh_per_day, o.c.share_bp)
-                        .where(o.c.active.is_(True)).order_by(o.c.id))
-    return [(r.donor, r.beneficiary, r.wh_per_day, r.share_bp) for r in rows]
+    row = conn.execute(sa.select(o.c.chain_order).where(
+        o.c.id == order_id, o.c.donor == donor, o.c.active.is_(True))).first()
+    if row is None:
+        raise ServiceError("common.not_found", "order")
+    if row.chain_order is not None:
+        if relayer is None or relayer.orders is None:
+            raise ServiceError("err.order_chain", "order", reason="the ledger is not reachable from the app")
+        relayer.cancel_order(conn, donor, int(row.chain_order))
+    conn.execute(o.update().where(o.c.id == order_id).values(active=False, ended_at=now))
+
+
+def standing_orders(conn: sa.Connection) -> list[StandingOrder]:
+    """Active orders, for netting (with their id on chain, when they have one)."""
+    from community.settlement.netting import StandingOrder
+
+    o = t.donation_orders
+    rows = conn.execute(sa.select(o).where(o.c.active.is_(True)).order_by(o.c.id))
+    return [StandingOrder(r.donor, r.beneficiary, wh=0 if r.share_bp else r.wh_per_day,
+                          share_bp=r.share_bp, order_id=r.chain_order or 0) for r in rows]
 
 
 # --- votes --------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ donation_orders = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("ended_at", sa.BigInteger, nullable=True),
+    # the order's id on the ledger's StandingOrders contract, when it was signed there
+    sa.Column("chain_order", sa.BigInteger, nullable=True),
 )
 
 proposals = sa.Table(

@@ -507,7 +507,7 @@ class ChainClient:
                     self.journal.put(replace(previous, status="failed"))
             if tx_hash is None:
                 call = self._fn("settle", pid, batch.period_end, batch.intervals_root,
-                                list(batch.claims), list(batch.entries))
+                                list(batch.claims), list(batch.entries), list(batch.donations))
                 tx_hash, raw = self._sign(self._build(call))
                 self.journal.put(Submission(ledger, pid, tx_hash, raw, "sent"))
                 self._broadcast(raw)

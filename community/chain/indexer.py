@@ -2,8 +2,9 @@
 events into SQL (tables in schema.py).
 
 Every balance change is in an event: `Settled` (an entry of a batch, with the demurrage
-charged to the account when it was touched), `Transferred` (a payment, with the charges
-made to both parties), `AccountReplaced` (every balance moves to the new address).
+charged to the account when it was touched), `Donated` (a standing order executed in a
+batch), `Transferred` (a payment), both with the charges made to both parties,
+`AccountReplaced` (every balance moves to the new address).
 Demurrage goes to the fund. The indexer reads up to `confirmations` blocks below the
 head, so a reorganisation shallower than that never reaches the tables, and it is
 idempotent: the cursor and the rows move in one transaction.
@@ -86,7 +87,7 @@ class Indexer:
     def _decode(self, log: Any) -> Any | None:
         events = self.client.ledger.events
         topic = bytes(log["topics"][0]) if log["topics"] else b""
-        for name in ("Settled", "Transferred", "PeriodSettled", "Paused", "Resumed", "Frozen",
+        for name in ("Settled", "Transferred", "Donated", "PeriodSettled", "Paused", "Resumed", "Frozen",
                      "Unfrozen", "AccountReplaced"):
             event = getattr(events, name)()
             if topic == bytes(self.client.w3.keccak(text=_signature(event.abi))):
@@ -112,17 +113,22 @@ class Indexer:
                              amount=int(a["amount"]), period_id=int(a["periodId"])))
             if a["demurrage"]:
                 rows += _demurrage_rows(unit, account, fund, int(a["demurrage"]))
-        elif ev["event"] == "Transferred":
+        elif ev["event"] in ("Transferred", "Donated"):
             unit, amount = int(a["unitAndAmount"]) >> 248, int(a["unitAndAmount"]) & (2**96 - 1)
             c1, c2 = int(a["demurrage"]) & MASK128, int(a["demurrage"]) >> 128
-            sender, to = str(a["from"]), str(a["to"])
+            if ev["event"] == "Donated":
+                kind, period = "donation", int(a["periodId"])
+                sender, to = str(a["donor"]), str(a["beneficiary"])
+            else:
+                kind, period = "payment", None
+                sender, to = str(a["from"]), str(a["to"])
             changes[(unit, sender)] -= amount + c1
             changes[(unit, to)] += amount - c2
             changes[(unit, fund)] += c1 + c2
-            rows.append(dict(kind="payment", unit=unit, account=sender, counterparty=to,
-                             amount=-amount, period_id=None))
-            rows.append(dict(kind="payment", unit=unit, account=to, counterparty=sender,
-                             amount=amount, period_id=None))
+            rows.append(dict(kind=kind, unit=unit, account=sender, counterparty=to,
+                             amount=-amount, period_id=period))
+            rows.append(dict(kind=kind, unit=unit, account=to, counterparty=sender,
+                             amount=amount, period_id=period))
             for who, c in ((sender, c1), (to, c2)):
                 if c:
                     rows += _demurrage_rows(unit, who, fund, c)

@@ -102,6 +102,7 @@ def compact_signature(signature: bytes) -> tuple[bytes, bytes]:
 
 ClaimTuple = tuple[str, int, int, int, int, int, bytes, bytes, bytes]
 EntryTuple = tuple[str, int, int]
+DonationTuple = tuple[int, int, int]  # (order, index of the donor's first claim, wh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,20 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Donation:
+    """A standing order executed in a batch: `wh` from its donor (an account address)."""
+
+    order: int
+    donor: str
+    wh: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "donor", to_checksum_address(self.donor))
+        if not 0 < self.wh < 2**96:
+            raise IntentError(f"donation of order {self.order}: {self.wh} Wh is not a positive uint96")
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """A period's settlement as the contract takes it: entries sorted by (unit, account),
     claims grouped by member in the same order and by gateway within a member."""
@@ -128,6 +143,7 @@ class Batch:
     intervals_root: bytes
     claims: tuple[ClaimTuple, ...]
     entries: tuple[EntryTuple, ...]
+    donations: tuple[DonationTuple, ...] = ()
 
 
 def build_batch(
@@ -139,8 +155,10 @@ def build_batch(
     metered_unit: int = 0,
     period_id: int | None = None,
     period_end: int | None = None,
+    donations: Sequence[Donation] = (),
 ) -> Batch:
-    """Orders entries and claims the way `settle` matches them in one pass.
+    """Orders entries and claims the way `settle` matches them in one pass, and the
+    donations by (donor, order), each pointing at its donor's first claim.
 
     `members_of` maps each claim's gateway to its member. Every claim must share the
     batch's period. A member with claims but no entry in the metered unit gets a zero
@@ -188,5 +206,15 @@ def build_batch(
         r, vs = compact_signature(sig)
         claim_tuples.append((c.gateway, c.first_seq, c.last_seq, c.imported_wh, c.exported_wh,
                              c.produced_wh, c.intervals_root, r, vs))
+    first_claim: dict[str, int] = {}
+    for i, ct in enumerate(claim_tuples):
+        first_claim.setdefault(to_checksum_address(members_of[ct[0]]), i)
+    donation_tuples: list[DonationTuple] = []
+    for d in sorted(donations, key=lambda d: (int(d.donor, 16), d.order)):
+        if d.donor not in first_claim:
+            raise IntentError(f"donation of order {d.order}: donor {d.donor} has no claim in the batch")
+        if donation_tuples and donation_tuples[-1][0] == d.order:
+            raise IntentError(f"order {d.order} is executed twice in the batch")
+        donation_tuples.append((d.order, first_claim[d.donor], d.wh))
     return Batch(period_id, period_end, intervals_root, tuple(claim_tuples),
-                 tuple((e.account, e.unit, e.amount) for e in sorted_entries))
+                 tuple((e.account, e.unit, e.amount) for e in sorted_entries), tuple(donation_tuples))

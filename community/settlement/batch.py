@@ -232,7 +232,8 @@ def chain_batch(
 ) -> ChainBatch:
     """The contract's `settle` arguments: member ids mapped to account addresses, units to
     ids, then ordered by the chain client (entries by (unit, address), each member's
-    claims at its metered entry, zero entries for members with claims and no change)."""
+    claims at its metered entry, zero entries for members with claims and no change,
+    donations by (donor, order) apart from the entries)."""
     from community.chain import intents
 
     def account(member: str) -> str:
@@ -243,10 +244,16 @@ def chain_batch(
         return accounts[member]
 
     entries = []
-    for e in batch.netting.entries:
+    for e in batch.netting.chain_entries:
         if e.unit not in units:
             raise BatchError(f"unit {e.unit!r} is not on the ledger")
         entries.append(intents.Entry(account(e.account), units[e.unit], e.amount))
+    donations = []
+    for d in batch.netting.donations:
+        o = d.order
+        if not o.order_id:
+            raise BatchError(f"standing order {o.donor} -> {o.beneficiary} is not on chain")
+        donations.append(intents.Donation(o.order_id, account(o.donor), d.wh))
     return intents.build_batch(
         batch.root,
         [(g.claim, g.signature) for g in batch.settled],
@@ -255,6 +262,7 @@ def chain_batch(
         metered_unit=units[KWH],
         period_id=batch.period_start,
         period_end=batch.period_end,
+        donations=donations,
     )
 
 

@@ -98,13 +98,11 @@ def _standing_orders(engine: Any) -> list[Any]:
     import sqlalchemy as sa
 
     from community.app import services
-    from community.settlement.netting import StandingOrder
 
     if not sa.inspect(engine).has_table("app_donation_orders"):
         return []
     with engine.connect() as conn:
-        return [StandingOrder(d, b, wh=0, share_bp=share) if share else StandingOrder(d, b, wh=wh)
-                for d, b, wh, share in services.standing_orders(conn)]
+        return services.standing_orders(conn)
 
 
 def balances_cmd(

@@ -16,7 +16,9 @@ KWH movements (1 unit = 1 Wh):
   it this period (less its earlier orders), nor what the beneficiary received from local
   producers this period (less earlier donations to it). So no net credit or debit ever
   exceeds what the member's own meters signed, which the ledger contract enforces.
-  Orders run in the order given.
+  Orders run in the order given. On chain, the donations ride in the period's batch
+  beside the other entries (`Netting.chain_entries`, `Netting.donations`), and the ledger
+  checks each against the donor's signed order (`StandingOrders`).
 - ``demurrage``: per unit, `rate_ppm` parts per million of each positive opening balance
   per period, rounded down (in the member's favour), to the fund. The fund pays none.
 """
@@ -58,6 +60,7 @@ class StandingOrder:
     beneficiary: str
     wh: int = 0
     share_bp: int = 0
+    order_id: int = 0  # the order's id on chain (`StandingOrders`); 0 if it is not there
 
     def __post_init__(self) -> None:
         if (self.wh > 0) == (self.share_bp > 0) or self.wh < 0 or self.share_bp < 0:
@@ -87,9 +90,23 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Donation:
+    """A standing order executed in the period."""
+
+    order: StandingOrder
+    wh: int
+
+
+@dataclass(frozen=True)
 class Netting:
     movements: tuple[Movement, ...]
     entries: tuple[Entry, ...]  # sorted by (unit, account); zero changes omitted
+    donations: tuple[Donation, ...] = ()
+
+    @property
+    def chain_entries(self) -> tuple[Entry, ...]:
+        """The entries without the donations, which the ledger applies as such."""
+        return net_entries(m for m in self.movements if m.reason != "donation")
 
     def entry(self, account: str, unit: str = KWH) -> int:
         return sum(e.amount for e in self.entries if e.account == account and e.unit == unit)
@@ -137,6 +154,7 @@ def net_period(
 
     remaining = {m: e.exported for m, e in energy.items()}
     uncovered = {m: e.received for m, e in energy.items()}
+    donations: list[Donation] = []
     for order in orders:
         if order.donor not in energy:
             raise NettingError(f"order {order.donor}->{order.beneficiary}: unknown donor")
@@ -151,6 +169,7 @@ def net_period(
             uncovered[order.beneficiary] -= wh
             moves.append(Movement(order.donor, KWH, -wh, "donation", order.beneficiary))
             moves.append(Movement(order.beneficiary, KWH, wh, "donation", order.donor))
+            donations.append(Donation(order, wh))
 
     for unit, rate in sorted((demurrage_ppm or {}).items()):
         for (account, acc_unit), balance in sorted((opening or {}).items()):
@@ -161,7 +180,7 @@ def net_period(
                 moves.append(Movement(account, unit, -fee, "demurrage", fund))
                 moves.append(Movement(fund, unit, fee, "demurrage", account))
 
-    return Netting(tuple(moves), net_entries(moves))
+    return Netting(tuple(moves), net_entries(moves), tuple(donations))
 
 
 def net_entries(moves: Iterable[Movement]) -> tuple[Entry, ...]:

@@ -7,8 +7,13 @@
   signed transaction; the contract refuses a period settled twice in any case;
 - a dry run builds and reports without writing anything.
 
-After the receipt, the run reconciles: the `Settled` events of the period on chain must
-carry exactly the entries stored in SQL.
+After the receipt, the run reconciles: the `Settled` and `Donated` events of the period
+on chain must carry exactly the batch's entries and donations.
+
+Standing donation orders: settling on chain, the active orders of the ledger's standing
+orders contract are the ones executed (each donor signed theirs); orders known only to
+the app (no id on chain) are reported in `orders_not_on_chain`, never executed. A dry run
+without a chain uses the orders it is given.
 """
 
 from __future__ import annotations
@@ -114,6 +119,28 @@ class SettleOptions:
     orders: Sequence[StandingOrder] = ()
 
 
+def chain_orders(conn: Connection, client: Any) -> list[StandingOrder]:
+    """The active standing orders on the ledger's orders contract, with member ids for
+    addresses (orders of an address no member is linked to are left out); none when the
+    ledger has no orders contract."""
+    from community.chain.orders import StandingOrdersClient
+
+    address = str(client.call("standingOrders"))
+    if int(address, 16) == 0:
+        return []
+    members = {to_checksum_address(r.address): r.member_id
+               for r in conn.execute(sa.select(schema.settle_accounts))}
+    for (m,) in conn.execute(sa.select(gateways.c.member_id).distinct()):
+        if m.startswith("0x") and len(m) == 42:  # a member id that is its own account
+            members.setdefault(to_checksum_address(m), m)
+    out = []
+    for o in StandingOrdersClient(client, address).active():
+        donor, beneficiary = members.get(o.donor), members.get(o.beneficiary)
+        if donor is not None and beneficiary is not None and donor != beneficiary:
+            out.append(StandingOrder(donor, beneficiary, wh=o.wh, share_bp=o.share_bp, order_id=o.id))
+    return out
+
+
 def _summary(batch: Batch, refused: Mapping[str, str]) -> dict[str, Any]:
     e = batch.energy()
     return {
@@ -132,6 +159,11 @@ def _summary(batch: Batch, refused: Mapping[str, str]) -> dict[str, Any]:
             {"account": x.account, "unit": x.unit, "amount": x.amount}
             for x in batch.netting.entries
         ],
+        "donations": [
+            {"order": d.order.order_id or None, "donor": d.order.donor,
+             "beneficiary": d.order.beneficiary, "wh": d.wh}
+            for d in batch.netting.donations
+        ],
     }
 
 
@@ -145,6 +177,7 @@ def _chain_json(cb: Any) -> dict[str, Any]:
         "intervals_root": enc(cb.intervals_root),
         "claims": [[enc(v) for v in c] for c in cb.claims],
         "entries": [list(e) for e in cb.entries],
+        "donations": [list(d) for d in cb.donations],
     }
 
 
@@ -160,6 +193,7 @@ def _chain_from_json(d: Mapping[str, Any]) -> Any:
         bytes.fromhex(d["intervals_root"][2:]),
         tuple(tuple(dec(v) for v in c) for c in d["claims"]),
         tuple(tuple(e) for e in d["entries"]),
+        tuple(tuple(x) for x in d.get("donations", ())),
     )
 
 
@@ -296,8 +330,14 @@ def settle_period(
         stored = _chain_from_json(record["chain"])
         summary: dict[str, Any] = {"period_start": start, "resumed": True}
     else:
+        orders = list(opts.orders)
+        not_on_chain: list[StandingOrder] = []
         with engine.connect() as conn:
             expected, claims, refused = load_inputs(conn, start, end, opts.step_s)
+            if client is not None:
+                # On chain only the orders members signed there can be executed.
+                not_on_chain = [o for o in orders if not o.order_id]
+                orders = chain_orders(conn, client)
             conn.rollback()
         batch = build_batch(
             start,
@@ -307,9 +347,12 @@ def settle_period(
             key=opts.key,
             static_bp=opts.static_bp,
             priorities=opts.priorities,
-            orders=opts.orders,
+            orders=orders,
         )
         summary = _summary(batch, refused)
+        if not_on_chain:
+            summary["orders_not_on_chain"] = [
+                {"donor": o.donor, "beneficiary": o.beneficiary} for o in not_on_chain]
         if dry_run:
             summary["status"] = "dry-run"
             return summary
@@ -353,7 +396,16 @@ def reconcile(client: Any, cb: Any) -> bool:
         for ev in logs
     )  # fmt: skip
     mine = sorted((to_checksum_address(a), int(u), int(v)) for a, u, v in cb.entries)
-    return on_chain == mine
+    if on_chain != mine:
+        return False
+    if not cb.donations:
+        return True
+    donated = client.ledger.events.Donated().get_logs(
+        from_block=0, argument_filters={"periodId": cb.period_id}
+    )
+    given = sorted((int(ev["args"]["order"]), int(ev["args"]["unitAndAmount"]) & (2**96 - 1))
+                   for ev in donated)  # fmt: skip
+    return given == sorted((int(o), int(wh)) for o, _, wh in cb.donations)
 
 
 # --- balances and statements (SQL) ---------------------------------------------------

@@ -5,6 +5,13 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Balances} from "./Balances.sol";
 import {UnitWord} from "./Words.sol";
 
+/// The community's standing donation orders, as the ledger asks about them in settlement.
+interface IStandingOrders {
+    /// The order's donor and beneficiary if it is active and allows giving `wh` this period
+    /// from a donor whose gateways claimed `donorExportWh`; reverts otherwise.
+    function check(uint64 order, uint256 wh, uint256 donorExportWh) external view returns (address, address);
+}
+
 /// Settlement batches: one per period, carrying the net balance change of each account,
 /// the root of the period's interval records, and each member's period claims signed by
 /// their gateways. No one, not even the settler, can credit crypto-kWh that no meter
@@ -15,6 +22,14 @@ import {UnitWord} from "./Words.sol";
 /// and one write of the member's balance word. Nothing else is touched per member; the
 /// batch layout (sorted entries, claims grouped in the same order) lets the contract
 /// match claims to entries in one pass without storage.
+///
+/// Standing donations ride in the same batch, after the entries: each names a standing
+/// order the donor signed (`StandingOrders`), the Wh it gives this period and where the
+/// donor's claims start. The orders contract bounds the amount by the order (a fixed Wh
+/// per period, or a share of the donor's claimed export); the ledger bounds a donor's
+/// gifts together by its claimed export and applies each as a movement of the metered
+/// unit, under the ledger's rules. A period is settled once, so an order gives at most
+/// once per period. Batches without donations pay nothing for this.
 abstract contract Settlement is Balances {
     bytes32 public constant SETTLER_ROLE = keccak256("SETTLER_ROLE");
 
@@ -55,11 +70,33 @@ abstract contract Settlement is Balances {
         uint32 entries;
     }
 
+    /// A standing order executed in this batch: `wh` from the order's donor to its
+    /// beneficiary; `claim` is the index of the donor's first claim in the batch.
+    /// Donations are sorted by (donor, order), strictly ascending.
+    struct Donation {
+        uint64 order;
+        uint32 claim;
+        uint96 wh;
+    }
+
     mapping(uint64 => Period) public periods;
+    /// The standing orders contract donations are checked against (zero: none).
+    IStandingOrders public standingOrders;
 
     event PeriodSettled(uint64 indexed periodId, uint64 periodEnd, bytes32 intervalsRoot, uint32 claims, uint32 entries);
     /// One per entry: the amount applied and the demurrage charged to the account when touched.
     event Settled(uint64 indexed periodId, address indexed account, uint8 unit, int256 amount, uint256 demurrage);
+    /// A standing order executed: `unitAndAmount` and `demurrage` packed as in `Transferred`
+    /// (charges to the donor in the low 128 bits, to the beneficiary in the high ones).
+    event Donated(
+        uint64 indexed periodId,
+        uint64 indexed order,
+        address indexed donor,
+        address beneficiary,
+        uint256 unitAndAmount,
+        uint256 demurrage
+    );
+    event StandingOrdersSet(address orders);
 
     error PeriodAlreadySettled(uint64 periodId);
     error BadPeriod(uint64 periodStart, uint64 periodEnd);
@@ -72,6 +109,11 @@ abstract contract Settlement is Balances {
     error UnmatchedClaim(uint256 index, address gateway);
     error CreditAboveClaims(address member, int256 credit, uint256 claimedExportWh);
     error DebitAboveClaims(address member, int256 debit, uint256 claimedImportWh);
+    error NoStandingOrders();
+    error DonationsNotSorted(uint256 index);
+    error DonationWithoutClaims(uint256 index, address donor);
+    error DonationAboveExport(address donor, uint256 given, uint256 claimedExportWh);
+    error DonationMismatch(uint64 order, address donor, address claimsOf);
 
     constructor(bytes32 community) {
         COMMUNITY = community;
@@ -84,6 +126,11 @@ abstract contract Settlement is Balances {
         );
     }
 
+    function setStandingOrders(IStandingOrders orders) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        standingOrders = orders;
+        emit StandingOrdersSet(address(orders));
+    }
+
     function isSettled(uint64 periodId) external view returns (bool) {
         return periods[periodId].settledAt != 0;
     }
@@ -93,7 +140,8 @@ abstract contract Settlement is Balances {
         uint64 periodEnd,
         bytes32 intervalsRoot,
         Claim[] calldata claims,
-        Entry[] calldata entries
+        Entry[] calldata entries,
+        Donation[] calldata donations
     ) external onlyRole(SETTLER_ROLE) {
         if (periods[periodId].settledAt != 0) revert PeriodAlreadySettled(periodId);
         if (periodEnd <= periodId) revert BadPeriod(periodId, periodEnd);
@@ -128,7 +176,59 @@ abstract contract Settlement is Balances {
         }
         if (entries.length != 0) _closeUnit(unit, uw, sum);
         if (nextClaim != claims.length) revert UnmatchedClaim(nextClaim, claims[nextClaim].gateway);
+        if (donations.length != 0) _donate(periodId, claims, donations);
         emit PeriodSettled(periodId, periodEnd, intervalsRoot, uint32(claims.length), uint32(entries.length));
+    }
+
+    /// Applies the batch's donations; every claim has been verified by now.
+    function _donate(uint64 periodId, Claim[] calldata claims, Donation[] calldata donations) private {
+        IStandingOrders orders = standingOrders;
+        if (address(orders) == address(0)) revert NoStandingOrders();
+        uint8 unit = _meteredUnit();
+        uint256 uw = _activeUnit(unit);
+        address donor;
+        uint256 exported;
+        uint256 given;
+        uint256 prevKey;
+        for (uint256 i = 0; i < donations.length; ++i) {
+            Donation calldata d = donations[i];
+            uint256 first = d.claim;
+            if (first >= claims.length) revert DonationWithoutClaims(i, address(0));
+            address claimsOf = _gateways[claims[first].gateway].member;
+            uint256 key = (uint256(uint160(claimsOf)) << 64) | d.order;
+            if (key <= prevKey) revert DonationsNotSorted(i);
+            prevKey = key;
+            if (claimsOf != donor) {
+                // A new donor: its claimed export, from the start of its run of claims.
+                if (first != 0 && _gateways[claims[first - 1].gateway].member == claimsOf) {
+                    revert DonationWithoutClaims(i, claimsOf);
+                }
+                donor = claimsOf;
+                exported = 0;
+                given = 0;
+                for (uint256 j = first; j < claims.length && _gateways[claims[j].gateway].member == donor; ++j) {
+                    exported += claims[j].exportedWh;
+                }
+            }
+            (address from, address to) = orders.check(d.order, d.wh, exported);
+            if (from != donor) revert DonationMismatch(d.order, from, donor);
+            given += d.wh;
+            if (given > exported) revert DonationAboveExport(donor, given, exported);
+            uint256 c1;
+            uint256 c2;
+            (uw, c1) = _move(unit, uw, from, -int256(uint256(d.wh)));
+            (uw, c2) = _move(unit, uw, to, int256(uint256(d.wh)));
+            emit Donated(periodId, d.order, from, to, (uint256(unit) << 248) | d.wh, c1 | (c2 << 128));
+        }
+        _units[unit] = uw;
+    }
+
+    function _meteredUnit() private view returns (uint8 u) {
+        uint8 n = unitCount;
+        for (; u < n; ++u) {
+            if (UnitWord.flags(_units[u]) & UnitWord.METERED != 0) return u;
+        }
+        revert UnknownUnit(type(uint8).max);
     }
 
     function _closeUnit(uint8 unit, uint256 uw, int256 sum) private {

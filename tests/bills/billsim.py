@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from community import registry
 from community.chain.client import ChainClient
+from community.chain.orders import StandingOrdersClient
 from community.db import claims, open_db, readings
 from community.settlement.netting import StandingOrder
 from community.settlement.run import SettleOptions, link_account, period_bounds, settle_period
@@ -54,7 +55,7 @@ METERS: dict[str, list[tuple[str, str, Profile]]] = {
 }
 NAMES = {"alice": "Alice Martin", "bob": "Bob Durand", "carol": "Carol Petit",
          "dave": "Dave Roux", "erin": "Erin Blanc"}
-ORDERS = (StandingOrder("alice", "carol", share_bp=1000),)
+ORDERS = (StandingOrder("alice", "carol", share_bp=1000),)  # signed on chain by alice (build_month)
 
 
 def _key(member: str, n: int) -> PrivateKey:
@@ -74,8 +75,7 @@ class Month:
             for n, (_, _, profile) in enumerate(meters):
                 _store_day(self.engine, _key(member, n), start, end, d, profile,
                            claim=member != "dave" or d == 0)
-        result = settle_period(self.engine, start, end, client=self.chain,
-                               options=SettleOptions(orders=ORDERS))
+        result = settle_period(self.engine, start, end, client=self.chain, options=SettleOptions())
         assert result["status"] == "settled" and result["reconciled"] is True, result
         return result
 
@@ -141,6 +141,11 @@ def build_month(path: Path, days: tuple[str, ...] = DAYS) -> Month:
                 registry.enrol_gateway(conn, gw, member, mp, role, active_from_ms=0)
                 chain.register_meter_point(mp, account)
                 chain.register_gateway(gw, account, mp, active_from=period_bounds(DAYS[0])[0])
+    orders = StandingOrdersClient.deploy_for(chain)
+    accounts = {m: PrivateKey(bytes([i + 0x50]) * 32) for i, m in enumerate(sorted(METERS))}
+    for o in ORDERS:
+        orders.set(orders.sign_set(accounts[o.donor], address_of(accounts[o.donor]),
+                                   address_of(accounts[o.beneficiary]), wh=o.wh, share_bp=o.share_bp))
     month = Month(url, engine, chain)
     for day in days:
         month.settle(day)

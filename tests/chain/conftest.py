@@ -11,7 +11,7 @@ from coincurve import PrivateKey
 
 from community.chain import devnet
 from community.chain.client import ChainClient, UnitSpec
-from community.chain.intents import Batch, Entry, build_batch
+from community.chain.intents import Batch, Donation, Entry, build_batch
 from quartier.claim import PeriodClaim, sign_claim
 from quartier.signing import address_of
 
@@ -53,13 +53,15 @@ class Chain:
         return c, sign_claim(signer or self.gateways[i], c)
 
     def batch(self, period: int, flows: dict[int, tuple[int, int, int]], extra: list[Entry] | None = None,
-              claims: list[tuple[PeriodClaim, bytes]] | None = None) -> Batch:
+              claims: list[tuple[PeriodClaim, bytes]] | None = None,
+              donations: list[Donation] | None = None) -> Batch:
         """flows: member index -> (imported, exported, net KWH entry)."""
         if claims is None:
             claims = [self.claim(i, period, imp, exp) for i, (imp, exp, _) in flows.items()]
         entries = [Entry(self.member(i), KWH, net) for i, (_, _, net) in flows.items()] + (extra or [])
         members_of = {self.gateway(i): self.member(i) for i in range(len(self.gateways))}
-        return build_batch(b"\x99" * 32, claims, entries, members_of, period_id=period, period_end=period + DAY)
+        return build_batch(b"\x99" * 32, claims, entries, members_of, period_id=period, period_end=period + DAY,
+                           donations=donations or ())
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])

@@ -35,7 +35,8 @@ def test_deploy_prints_the_addresses_and_writes_them(tmp_path: Path) -> None:
 
         suite = attach_suite(client, doc["contracts"])
         assert set(doc["contracts"]) == {"exchange", "conversion", "governance", "recovery",
-                                         "helpers", "requests"}
+                                         "helpers", "requests", "orders"}
+        assert client.call("standingOrders") == doc["contracts"]["orders"]
         assert suite.governance.rules() is not None  # the deployed governance answers
 
         bad = CliRunner().invoke(app, ["chain", "deploy", "--rpc", node.url, "--community", "x"])

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from community.chain import devnet, schema
 from community.chain.indexer import Indexer
-from community.chain.intents import Entry
+from community.chain.intents import Donation, Entry
+from community.chain.orders import StandingOrdersClient
 from tests.chain.conftest import DAY, HOUR, KWH, Chain
 
 
@@ -14,8 +15,12 @@ def test_indexer_rebuilds_balances_from_events(chain: Chain, tmp_path) -> None: 
     c = chain.client
     fund = c.address
     c.set_limits(HOUR, fund, -10**9, 10**9)
+    orders = StandingOrdersClient.deploy_for(c)
+    gift = orders.set(orders.sign_set(chain.members[0], chain.member(0), chain.member(1), wh=120))
     c.settle_batch(chain.batch(chain.day0, {0: (0, 900, 900), 1: (500, 0, -500), 2: (400, 0, -400)},
-                               extra=[Entry(chain.member(0), HOUR, 2_000), Entry(fund, HOUR, -2_000)]))
+                               extra=[Entry(chain.member(0), HOUR, 2_000), Entry(fund, HOUR, -2_000)],
+                               donations=[Donation(gift, chain.member(0), 120)]))
+    assert c.balance(KWH, chain.member(1)) == -380
     devnet.advance_time(c.w3, 10 * DAY)
     p = c.payment(chain.member(0), chain.member(3), "HOUR", 700)
     c.relay_payment(p, c.sign_payment(chain.members[0], p))
@@ -37,7 +42,7 @@ def test_indexer_rebuilds_balances_from_events(chain: Chain, tmp_path) -> None: 
     assert indexer.balance(HOUR, fund) > -2_000  # demurrage reached the fund
     with engine.connect() as conn:
         kinds = {r.kind for r in conn.execute(sa.select(schema.movements.c.kind))}
-        assert kinds == {"settlement", "payment", "demurrage"}
+        assert kinds == {"settlement", "donation", "payment", "demurrage"}
         period = conn.execute(sa.select(schema.periods)).one()
         assert period.period_id == chain.day0 and period.intervals_root == "0x" + "99" * 32
         action = conn.execute(sa.select(schema.board_actions)).one()

@@ -47,7 +47,7 @@ def test_a_crash_between_send_and_receipt_is_reconciled_with_the_same_transactio
     batch = chain.batch(chain.day0, {0: (0, 700, 700), 1: (700, 0, -700)})
     # What a crash right after journaling leaves: the signed transaction, never broadcast.
     call = c._fn("settle", batch.period_id, batch.period_end, batch.intervals_root, list(batch.claims),
-                 list(batch.entries))
+                 list(batch.entries), [])
     tx_hash, raw = c._sign(c._build(call))
     c.journal.put(Submission(c.ledger_address, batch.period_id, tx_hash, raw, "sent"))
     assert c.settle_batch(batch) == tx_hash
@@ -61,7 +61,7 @@ def test_period_settled_twice_is_refused_by_the_contract(chain: Chain) -> None:
     c.settle_batch(batch)
     with refused("PeriodAlreadySettled"):
         c.transact(c._fn("settle", batch.period_id, batch.period_end, batch.intervals_root,
-                         list(batch.claims), list(batch.entries)))
+                         list(batch.claims), list(batch.entries), []))
 
 
 def test_forged_claim_is_refused(chain: Chain) -> None:

@@ -228,6 +228,48 @@ def test_settle_a_day_on_chain(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "summary.csv").read_text().count("\n") == 5
 
 
+def test_standing_orders_signed_on_chain_are_executed_in_the_batch(tmp_path: Path) -> None:
+    from community.chain.orders import StandingOrdersClient
+    from community.settlement.netting import StandingOrder
+    from community.settlement.run import SettleOptions, balances
+
+    engine = open_db(f"sqlite:///{tmp_path}/q.sqlite")
+    chain = ChainClient()
+    chain.deploy("test")
+    accounts = _neighbourhood(engine, chain)
+    orders = StandingOrdersClient.deploy_for(chain)
+    alice_key = PrivateKey(bytes([0x50]) * 32)  # alice's account key (_neighbourhood)
+    share = orders.set(orders.sign_set(alice_key, accounts["alice"], accounts["bob"], share_bp=1_000))
+    fixed = orders.set(orders.sign_set(alice_key, accounts["alice"], accounts["carol"], wh=250))
+    cancelled = orders.set(orders.sign_set(alice_key, accounts["alice"], accounts["dave"], wh=99))
+    orders.cancel(orders.sign_cancel(alice_key, accounts["alice"], cancelled))
+    app_only = StandingOrder("bob", "carol", wh=10)  # never signed on chain
+
+    result = settle_period(engine, START, END, client=chain, options=SettleOptions(orders=[app_only]))
+    assert result["status"] == "settled" and result["reconciled"] is True
+    # alice's credited export is 3 200 Wh: 10 % to bob, 250 Wh to carol.
+    assert sorted((d["order"], d["beneficiary"], d["wh"]) for d in result["donations"]) == [
+        (share, "bob", 320), (fixed, "carol", 250)]
+    assert result["orders_not_on_chain"] == [{"donor": "bob", "beneficiary": "carol"}]
+    with engine.connect() as conn:
+        sql = {(b["account"], b["unit"]): b["balance"] for b in balances(conn)}
+    assert sql == {("alice", "KWH"): 2_630, ("bob", "KWH"): -1_280, ("carol", "KWH"): -1_350}
+    for member in ("alice", "bob", "carol", "dave"):
+        assert chain.balance("KWH", accounts[member]) == sql.get((member, "KWH"), 0)
+    # the batch on chain carries the energy entries and the donations apart
+    with engine.connect() as conn:
+        record = json.loads(conn.execute(sa.select(schema.settle_periods.c.record)).scalar_one())
+    assert sorted(d[0] for d in record["chain"]["donations"]) == [share, fixed]
+    assert sorted(e[2] for e in record["chain"]["entries"]) == [-1_600, -1_600, 3_200]
+
+    # a crash between submission and receipt: the stored batch, donations included, is resumed
+    with engine.begin() as conn:
+        conn.execute(schema.settle_periods.update().values(status="submitted"))
+    resumed = settle_period(engine, START, END, client=chain)
+    assert resumed["resumed"] is True and resumed["reconciled"] is True
+    assert chain.balance("KWH", accounts["bob"]) == -1_280  # not twice
+
+
 def test_settle_and_verify_through_the_cli_on_anvil(tmp_path: Path) -> None:
     from community.chain import devnet
 

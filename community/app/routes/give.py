@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, model_validator
 
 from community.app import services
+from community.app.relay import relayer_of
 from community.app.sessions import Account
 from community.app.web import Ctx, error_text, get_ctx, parse_number, render, require_member
 
@@ -56,7 +57,7 @@ def give_submit(beneficiary: str = Form(""), kind: str = Form("fixed"), amount: 
         with ctx.engine().begin() as conn:
             if action == "save":
                 services.create_donation(conn, account.member_id, beneficiary, wh_per_day=wh,
-                                         share_bp=bp, now=ctx.now())
+                                         share_bp=bp, now=ctx.now(), relayer=relayer_of(ctx.settings))
             else:
                 effect = services.preview_donation(conn, account.member_id, beneficiary,
                                                    wh_per_day=wh, share_bp=bp)
@@ -78,8 +79,12 @@ def give_submit(beneficiary: str = Form(""), kind: str = Form("fixed"), amount: 
 def cancel_submit(order_id: int, ctx: Ctx = Depends(get_ctx),
                   account: Account = Depends(require_member)) -> Response:
     assert account.member_id
-    with ctx.engine().begin() as conn:
-        services.cancel_donation(conn, account.member_id, order_id, ctx.now())
+    try:
+        with ctx.engine().begin() as conn:
+            services.cancel_donation(conn, account.member_id, order_id, ctx.now(),
+                                     relayer=relayer_of(ctx.settings))
+    except services.ServiceError as exc:
+        return _page(ctx, account, status_code=400, error=error_text(ctx, exc.code, exc.field, exc.params))
     return RedirectResponse("/give?done=cancelled", status_code=303)
 
 
@@ -102,6 +107,7 @@ class DonationOut(BaseModel):
     wh_per_day: int
     share_bp: int
     created_at: int
+    chain_order: int | None = Field(None, description="the order's id on the ledger, when signed there")
 
 
 class EffectOut(BaseModel):
@@ -138,7 +144,8 @@ def api_donate(body: DonationIn, ctx: Ctx = Depends(get_ctx),
     assert account.member_id
     with ctx.engine().begin() as conn:
         oid = services.create_donation(conn, account.member_id, body.beneficiary,
-                                       wh_per_day=body.wh_per_day, share_bp=body.share_bp, now=ctx.now())
+                                       wh_per_day=body.wh_per_day, share_bp=body.share_bp, now=ctx.now(),
+                                       relayer=relayer_of(ctx.settings))
         order = next(o for o in services.donation_orders(conn, account.member_id)["given"] if o["id"] == oid)
     return DonationOut(**order)  # type: ignore[arg-type]
 
@@ -148,5 +155,6 @@ def api_stop(order_id: int, ctx: Ctx = Depends(get_ctx),
              account: Account = Depends(require_member)) -> dict[str, bool]:
     assert account.member_id
     with ctx.engine().begin() as conn:
-        services.cancel_donation(conn, account.member_id, order_id, ctx.now())
+        services.cancel_donation(conn, account.member_id, order_id, ctx.now(),
+                                 relayer=relayer_of(ctx.settings))
     return {"ok": True}
