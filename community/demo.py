@@ -478,6 +478,9 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
             address = str(chain.call("FUND")) if account == "fund" else None
         if address is None or chain.balance(unit, address) != balance:
             chain_equals_sql = False
+    # Standing donations executed on chain (the ledger checked each against its order).
+    donated_on_chain = sum(int(ev["args"]["unitAndAmount"]) & (2**96 - 1)
+                           for ev in chain.ledger.events.Donated().get_logs(from_block=0))
     certificate_verified = _certificate_check(engine, chain, p, runtimes, workdir)
     return {
         "homes": len(p.homes),
@@ -491,6 +494,7 @@ def _summary(engine: Any, chain: Any, p: DemoPlan, runtimes: list[HomeRuntime],
         "chain_equals_sql": chain_equals_sql,
         "certificate_verified": certificate_verified,
         "donated_wh": int(donated),
+        "donated_on_chain_wh": donated_on_chain,
         "payments_on_chain": int(payments_on_chain),
     }
 
@@ -602,7 +606,8 @@ def _print_table(s: dict[str, Any]) -> None:
         ("exported to the grid", f"{s['grid_export_wh'] / 1000:.1f} kWh"),
         ("imported from the grid", f"{s['grid_import_wh'] / 1000:.1f} kWh"),
         ("crypto-kWh settled", f"{s['kwh_settled'] / 1000:.1f} kWh"),
-        ("donated to a neighbour", f"{s.get('donated_wh', 0) / 1000:.1f} kWh"),
+        ("donated to a neighbour", f"{s.get('donated_wh', 0) / 1000:.1f} kWh "
+                                   f"({s.get('donated_on_chain_wh', 0) / 1000:.1f} kWh executed on chain)"),
         ("trades", f"{s.get('trades', 0)} ({s.get('payments_on_chain', 0)} payments on chain)"),
         ("balances on chain = SQL", "yes" if s["chain_equals_sql"] else "NO"),
         ("certificate verified", "yes" if s["certificate_verified"] else "NO"),

@@ -54,6 +54,11 @@ def check_consistent(summary: dict[str, Any], database_url: str) -> None:
         kwh_traded = conn.execute(sa.select(app_tables.entries).where(
             app_tables.entries.c.unit == "KWH", app_tables.entries.c.reason == "trade")).all()
         assert len(kwh_traded) == 2 and all(r.tx_hash for r in kwh_traded)
+        # The standing donation was signed on the ledger, and what settlement gave is what
+        # the ledger executed (each gift checked against the order).
+        (order,) = conn.execute(sa.select(app_tables.donation_orders)).all()
+        assert order.chain_order is not None
+    assert summary["donated_wh"] > 0 and summary["donated_on_chain_wh"] == summary["donated_wh"]
     engine.dispose()
 
 
