@@ -3,7 +3,8 @@
 `new` writes a key file (the Quartier key file format, optionally passphrase-encrypted),
 `address` prints its address, `sign-payment` signs the very EIP-712 payment intent the
 server signs for members whose key it holds (`community.chain.intents.Payment`), and
-prints it as JSON for the community's relayer. `register` records a member's own address
+prints it as JSON for the community's relayer; `sign-order` does the same for a standing
+donation order (`community.chain.orders`). `register` records a member's own address
 on the server side, in place of a server-held key.
 """
 
@@ -128,6 +129,38 @@ def sign_payment(
                       "signature": "0x" + signature.hex()}))
 
 
+@wallet_cli.command("sign-order")
+def sign_order(
+    to: str = typer.Option(..., "--to", help="the beneficiary's ledger address"),
+    wh: int = typer.Option(0, "--wh", help="a fixed number of Wh per settlement period"),
+    share_percent: float = typer.Option(0.0, "--share-percent", help="or a share of your export, %"),
+    orders: str = typer.Option(..., "--orders", help="the StandingOrders contract address"),
+    rpc_url: str = typer.Option(..., "--rpc-url", help="ask the contract for your nonce and the chain id"),
+    key: Path = KEY_OPT,
+    passphrase_file: Path = PASS_OPT,
+    ttl: int = typer.Option(3600, "--ttl", help="seconds the signed order stays valid for submission"),
+) -> None:
+    """Sign a standing donation order and print it as JSON for the community's relayer."""
+    from community.chain.client import ChainClient, ChainError
+    from community.chain.orders import StandingOrdersClient
+
+    share_bp = round(share_percent * 100)
+    if (wh > 0) == (share_bp > 0) or wh < 0 or not 0 <= share_bp <= 10_000:
+        raise _fail("give either --wh N (above 0) or --share-percent P (above 0, at most 100)")
+    member = _load(key, passphrase_file)
+    try:
+        client = ChainClient(rpc_url, member.private)  # type: ignore[attr-defined]
+        contract = StandingOrdersClient(client, orders)
+        intent = contract.sign_set(member.private, member.address, to, wh=wh,  # type: ignore[attr-defined]
+                                   share_bp=share_bp, ttl=ttl)
+    except (ChainError, ValueError) as exc:
+        raise _fail(f"cannot sign this order: {exc}") from None
+    donor, beneficiary, wh_, share = intent.args
+    print(json.dumps({"donor": donor, "beneficiary": beneficiary, "wh": wh_, "share_bp": share,
+                      "nonce": intent.nonce, "deadline": intent.deadline, "chain_id": client.chain_id,
+                      "orders": orders, "signature": "0x" + intent.signature.hex()}))
+
+
 @wallet_cli.command("register")
 def register_address(
     member: str = typer.Option(..., "--member", help="the registry member"),
@@ -158,6 +191,15 @@ def payment_from_json(doc: dict[str, object]) -> tuple[object, bytes]:
     p = Payment(str(doc["from"]), str(doc["to"]), int(doc["unit"]), int(doc["amount"]),  # type: ignore[call-overload]
                 int(doc["nonce"]), int(doc["deadline"]))  # type: ignore[call-overload]
     return p, bytes.fromhex(str(doc["signature"]).removeprefix("0x"))
+
+
+def order_from_json(doc: dict[str, object]) -> object:
+    """A signed order as `sign-order` prints it, ready for `StandingOrdersClient.set`."""
+    from community.chain.accounts import Signed
+
+    args = (str(doc["donor"]), str(doc["beneficiary"]), int(doc["wh"]), int(doc["share_bp"]))  # type: ignore[call-overload]
+    return Signed("set", args, str(doc["donor"]), int(doc["nonce"]), int(doc["deadline"]),  # type: ignore[call-overload]
+                  bytes.fromhex(str(doc["signature"]).removeprefix("0x")))
 
 
 def register(app: typer.Typer) -> None:

@@ -210,3 +210,35 @@ def test_app_account_add_creates_the_members_sealed_key(tmp_path: Path) -> None:
     with open_db(url).connect() as conn:
         assert accounts_of(conn, ["zoe"]) == {"zoe": address}
         assert address_of(Custody.from_file(kek).unlock(conn, "zoe")) == address
+
+
+def test_wallet_signs_a_standing_order_the_relayer_submits(tmp_path: Path) -> None:
+    from community.chain import devnet
+    from community.chain.client import ChainClient
+    from community.chain.orders import StandingOrdersClient
+    from community.wallet_cli import order_from_json
+
+    runner = CliRunner()
+    key_file = tmp_path / "me.key"
+    address = runner.invoke(root_cli, ["wallet", "new", "--out", str(key_file)]).output.strip()
+    neighbour = address_of(PrivateKey())
+    node = devnet.start()
+    try:
+        relayer = ChainClient(node.url, devnet.DEV_KEY)
+        relayer.deploy("wallet-orders")
+        relayer.register_member(address)
+        relayer.register_member(neighbour)
+        orders = StandingOrdersClient.deploy_for(relayer)
+        base = ["wallet", "sign-order", "--key", str(key_file), "--to", neighbour, "--orders", orders.address,
+                "--rpc-url", node.url]
+        both = runner.invoke(root_cli, [*base, "--wh", "500", "--share-percent", "10"])
+        assert both.exit_code == 2 and "either --wh N" in both.output
+        signed = runner.invoke(root_cli, [*base, "--share-percent", "12.5"])
+        assert signed.exit_code == 0, signed.output
+        doc = json.loads(signed.output)
+        assert (doc["donor"], doc["beneficiary"], doc["wh"], doc["share_bp"]) == (address, neighbour, 0, 1_250)
+        oid = orders.set(order_from_json(doc))  # type: ignore[arg-type]
+        (o,) = orders.active()
+        assert (o.id, o.donor, o.beneficiary, o.share_bp) == (oid, address, neighbour, 1_250)
+    finally:
+        node.stop()
