@@ -7,8 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from web3.logs import DISCARD
 
+from community.chain import devnet
 from community.chain.client import ChainClient, LedgerRevert
 from community.chain.intents import Donation, Entry, build_batch
 from community.chain.orders import StandingOrdersClient
@@ -224,3 +227,50 @@ def test_hours_entries_and_donations_share_a_batch(chain: Chain, orders: Standin
     c.settle_batch(chain.batch(chain.day0, FLOWS, extra=hours, donations=[Donation(oid, chain.member(0), 200)]))
     assert c.balance(KWH, chain.member(2)) == -200 and c.balance(HOUR, chain.member(1)) == 100
 
+
+
+periods = st.lists(st.tuples(st.integers(0, 2_000), st.integers(0, 800), st.integers(0, 800),
+                             st.integers(1, 700), st.integers(1, 700)), min_size=1, max_size=5)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(periods, st.integers(1, 1_000), st.integers(1, 10_000))
+def test_random_donations_match_the_model_and_keep_the_unit_at_zero(  # type: ignore[no-untyped-def]
+        chain: Chain, sequence, fixed_wh: int, share_bp: int) -> None:
+    c = chain.client
+    snap = devnet.snapshot(c.w3)
+    try:
+        orders = StandingOrdersClient.deploy_for(c)
+        fixed = order(chain, orders, 0, 1, wh=fixed_wh)
+        share = order(chain, orders, 0, 2, share_bp=share_bp)
+        fund = c.address
+        model = {chain.member(i): 0 for i in range(3)} | {fund: 0}
+        for n, (exported, i1, i2, d1, d2) in enumerate(sequence):
+            p = chain.day0 - n * DAY
+            flows = {0: (0, exported, exported), 1: (i1, 0, -i1), 2: (i2, 0, -i2)}
+            grid = Entry(fund, KWH, i1 + i2 - exported)
+            batch = chain.batch(p, flows, extra=[grid] if grid.amount else [],
+                                donations=[Donation(fixed, chain.member(0), d1), Donation(share, chain.member(0), d2)])
+            expected = None
+            gifts = 0
+            for wh, allowed in ((d1, fixed_wh), (d2, exported * share_bp // 10_000)):
+                if wh > allowed:
+                    expected = "DonationAboveOrder"
+                    break
+                gifts += wh
+                if gifts > exported:
+                    expected = "DonationAboveExport"
+                    break
+            if expected is not None:
+                with refused(expected):
+                    c.settle_batch(batch)
+                continue
+            c.settle_batch(batch)
+            model[chain.member(0)] += exported - d1 - d2
+            model[chain.member(1)] += d1 - i1
+            model[chain.member(2)] += d2 - i2
+            model[fund] += grid.amount
+        assert {a: c.balance(KWH, a) for a in model} == model
+        assert sum(model.values()) == 0
+    finally:
+        devnet.revert(c.w3, snap)
