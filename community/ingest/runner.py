@@ -186,6 +186,8 @@ class IngestWorker:
         self.totals = {"accepted": 0, "duplicates": 0, "quarantined": 0, "batches": 0}
         self._gateways: dict[str, pl.GatewayState] = {}
         self._gateways_at = 0.0
+        self._gateways_loaded = 0.0  # when the registry was last read
+        self._registry_warned = 0.0
         self._next_live = 0.0
         self._next_pending = time.monotonic() + PENDING_CLAIMS_EVERY_S
         self.client = self._make_client()
@@ -263,10 +265,23 @@ class IngestWorker:
         if force and now - self._gateways_at < 1.0:
             force = False  # unknown senders must not make us hammer the registry
         if force or now - self._gateways_at > REGISTRY_REFRESH_S:
-            with self.engine.connect() as conn:
-                self._gateways = store.load_gateways(conn)
-                conn.rollback()
-            self._gateways_at = now
+            try:
+                with self.engine.connect() as conn:
+                    self._gateways = store.load_gateways(conn)
+                    conn.rollback()
+            except Exception as exc:
+                if not self._gateways_at:
+                    raise  # never loaded: nothing to judge readings by
+                # The database is down: judge by the registry loaded before the outage
+                # (enrolments and revocations need the database too), try again in a second.
+                # Judging without it would quarantine every reading of the outage.
+                if now - self._registry_warned > REGISTRY_REFRESH_S:
+                    log.warning("cannot refresh the gateway registry (%s); using the one loaded "
+                                "%.0f s ago", exc, now - self._gateways_loaded)
+                    self._registry_warned = now
+                self._gateways_at = now - REGISTRY_REFRESH_S + 1.0
+                return self._gateways
+            self._gateways_at = self._gateways_loaded = now
         return self._gateways
 
     def classify(self, msg: pl.Message, now: int) -> pl.Verdict:
