@@ -10,6 +10,7 @@ twice or miss a fork between them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import zlib
@@ -127,7 +128,7 @@ def _insert_readings(conn: Connection, rows: list[tuple[object, ...]]) -> None:
         for i in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
             chunk = rows[i:i + _SQLITE_ROWS_PER_INSERT]
             conn.exec_driver_sql(head + ", ".join([one] * len(chunk)),
-                                 tuple(v for row in chunk for v in row))
+                                 tuple(itertools.chain.from_iterable(chunk)))
     else:  # SQLAlchemy's insertmanyvalues batches rows into multi-row INSERTs for PostgreSQL
         conn.execute(readings.insert(), [dict(zip(_READING_COLS, r, strict=True)) for r in rows])
 
