@@ -148,6 +148,37 @@ class Relayer:
             raise ServiceError("err.order_chain", "order", reason=str(exc)) from None
 
 
+    def sync_orders(self, conn: sa.Connection, member_id: str, now: int) -> None:
+        """Brings the app's rows of `member_id`'s standing orders (given and received) in
+        line with the ledger, which settlement follows: an order signed outside the app
+        (`quartier wallet sign-order`, or one whose row a crash lost after the relay) is
+        added, one cancelled on chain is ended."""
+        from community.app import tables as t
+        from community.settlement import schema
+
+        address = ledger_address(conn, member_id)
+        if self.orders is None or address is None:
+            return
+        on_chain = {x.id: x for x in self.orders.active() if address in (x.donor, x.beneficiary)}
+        o = t.donation_orders
+        rows = conn.execute(sa.select(o.c.id, o.c.chain_order).where(
+            o.c.active.is_(True), o.c.chain_order.is_not(None),
+            sa.or_(o.c.donor == member_id, o.c.beneficiary == member_id))).all()
+        for row in rows:
+            if row.chain_order not in on_chain:
+                conn.execute(o.update().where(o.c.id == row.id).values(active=False, ended_at=now))
+        known = set(conn.execute(sa.select(o.c.chain_order).where(o.c.chain_order.is_not(None))).scalars())
+        linked = {to_checksum_address(r.address): r.member_id
+                  for r in conn.execute(sa.select(schema.settle_accounts))}
+        for oid, x in sorted(on_chain.items()):
+            donor, beneficiary = linked.get(x.donor), linked.get(x.beneficiary)
+            if oid in known or donor is None or beneficiary is None:
+                continue
+            conn.execute(o.insert().values(donor=donor, beneficiary=beneficiary, wh_per_day=x.wh,
+                                           share_bp=x.share_bp, active=True, created_at=now,
+                                           chain_order=oid))
+
+
 def _shown(unit: str, base: int) -> str:
     from community.app.fmt import Formatter
 

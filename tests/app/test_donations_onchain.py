@@ -53,3 +53,22 @@ def test_an_order_cancelled_on_chain_needs_the_ledger(tmp_path: Path) -> None:
     assert r.status_code == 400 and "ledger is not reachable" in r.text
     assert [o["id"] for o in alice.get("/api/donations").json()["given"]] == [out["id"]]
     assert w.suite is not None and w.suite.orders.order(out["chain_order"]).active
+
+
+def test_orders_signed_or_cancelled_outside_the_app_show_in_it(tmp_path: Path) -> None:
+    w = make_world(tmp_path, with_chain=True)
+    assert w.suite is not None and w.custody is not None
+    orders = w.suite.orders
+    with w.engine.connect() as conn:
+        key = w.custody.unlock(conn, "lea")
+    # Léa signs an order with her own wallet, not through the app.
+    oid = orders.set(orders.sign_set(key, w.address("lea"), w.address("gran"), wh=700))
+    lea, gran = w.client("lea"), w.client("gran")
+    (given,) = lea.get("/api/donations").json()["given"]
+    assert (given["beneficiary"], given["wh_per_day"], given["chain_order"]) == ("gran", 700, oid)
+    assert [o["donor"] for o in gran.get("/api/donations").json()["received"]] == ["lea"]
+    assert lea.get("/give").status_code == 200  # the page syncs too, and lists it once
+    assert len(lea.get("/api/donations").json()["given"]) == 1
+    # Cancelled on chain: the app ends it.
+    orders.cancel(orders.sign_cancel(key, w.address("lea"), oid))
+    assert lea.get("/api/donations").json()["given"] == []

@@ -4,6 +4,7 @@ keep arriving; once it is back, every reading is stored once, none quarantined."
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -39,17 +40,13 @@ class Relay:
 
     def cut(self) -> None:
         assert self._server is not None
-        try:
+        with contextlib.suppress(OSError):
             self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it
-        except OSError:
-            pass
         self._server.close()
         with self._lock:
             for c in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 c.close()
             self._conns.clear()
 
@@ -74,10 +71,8 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def test_ingest_rides_out_a_database_outage(mosquitto, postgres_url: str, tmp_path: Path) -> None:

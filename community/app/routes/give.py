@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, model_validator
@@ -11,12 +13,26 @@ from community.app.relay import relayer_of
 from community.app.sessions import Account
 from community.app.web import Ctx, error_text, get_ctx, parse_number, render, require_member
 
+log = logging.getLogger("quartier.app.give")
 router = APIRouter()
 api = APIRouter(prefix="/api", tags=["donations"])
 
 
+def _synced(ctx: Ctx, member_id: str) -> None:
+    """The member's orders as the ledger has them (signed elsewhere, or cancelled there)."""
+    relayer = relayer_of(ctx.settings)
+    if relayer is None or relayer.orders is None:
+        return
+    try:
+        with ctx.engine().begin() as conn:
+            relayer.sync_orders(conn, member_id, ctx.now())
+    except Exception as exc:  # the ledger is unreachable: show the orders as the app last knew them
+        log.warning("standing orders of %s not synced with the ledger: %s", member_id, exc)
+
+
 def _page(ctx: Ctx, account: Account, status_code: int = 200, **extra: object) -> HTMLResponse:
     assert account.member_id
+    _synced(ctx, account.member_id)
     with ctx.engine().connect() as conn:
         names = services.members(conn)
         return render(ctx, "pages/give.html", "give", status_code=status_code,
@@ -121,6 +137,7 @@ class EffectOut(BaseModel):
 def api_donations(ctx: Ctx = Depends(get_ctx),
                   account: Account = Depends(require_member)) -> dict[str, list[DonationOut]]:
     assert account.member_id
+    _synced(ctx, account.member_id)
     with ctx.engine().connect() as conn:
         orders = services.donation_orders(conn, account.member_id)
     return {k: [DonationOut(**o) for o in v] for k, v in orders.items()}  # type: ignore[arg-type]
