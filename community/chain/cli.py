@@ -116,7 +116,30 @@ def status(
         units = client.units()
         doc = {"ledger": client.ledger_address, "chain_id": client.chain_id,
                "paused": client.is_paused(), "fund": str(client.call("FUND")),
+               "standing_orders": str(client.call("standingOrders")),
                "units": {sym: {"id": uid, **client.unit_state(uid)} for sym, uid in units.items()}}
     except ChainError as exc:
         _fail(str(exc))
     print(json.dumps(doc, indent=2))
+
+
+@chain_app.command("orders")
+def orders(
+    rpc: str = typer.Option(..., "--rpc", help="JSON-RPC URL of the node"),
+    ledger: str = typer.Option(..., "--ledger", help="Ledger contract address"),
+) -> None:
+    """Print the active standing donation orders that settlement executes, as JSON."""
+    from community.chain.client import ChainClient, ChainError
+    from community.chain.orders import StandingOrdersClient
+
+    try:
+        client = ChainClient(rpc, b"\x01" * 32, ledger=ledger)
+        address = str(client.call("standingOrders"))
+        if int(address, 16) == 0:
+            _fail(f"ledger {client.ledger_address} has no standing orders contract "
+                  "(quartier chain deploy sets one)")
+        active = StandingOrdersClient(client, address).active()
+    except ChainError as exc:
+        _fail(str(exc))
+    print(json.dumps([{"id": o.id, "donor": o.donor, "beneficiary": o.beneficiary, "wh": o.wh,
+                       "share_bp": o.share_bp} for o in active], indent=2))

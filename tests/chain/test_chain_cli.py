@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import typer
+from coincurve import PrivateKey
 from typer.testing import CliRunner
 
 from community.chain import devnet
 from community.chain.cli import register
 from community.chain.client import ChainClient
+from quartier.signing import address_of
 
 
 def test_deploy_prints_the_addresses_and_writes_them(tmp_path: Path) -> None:
@@ -38,6 +40,22 @@ def test_deploy_prints_the_addresses_and_writes_them(tmp_path: Path) -> None:
                                          "helpers", "requests", "orders"}
         assert client.call("standingOrders") == doc["contracts"]["orders"]
         assert suite.governance.rules() is not None  # the deployed governance answers
+
+        args = ["--rpc", node.url, "--ledger", doc["ledger"]]
+        shown = CliRunner().invoke(app, ["chain", "status", *args])
+        assert json.loads(shown.stdout)["standing_orders"] == doc["contracts"]["orders"]
+        assert json.loads(CliRunner().invoke(app, ["chain", "orders", *args]).stdout) == []
+        donor, neighbour = PrivateKey(b"\x11" * 32), PrivateKey(b"\x12" * 32)
+        for k in (donor, neighbour):
+            client.register_member(address_of(k))
+        oid = suite.orders.set(suite.orders.sign_set(donor, address_of(donor), address_of(neighbour), wh=300))
+        listed = json.loads(CliRunner().invoke(app, ["chain", "orders", *args]).stdout)
+        assert listed == [{"id": oid, "donor": address_of(donor), "beneficiary": address_of(neighbour),
+                           "wh": 300, "share_bp": 0}]
+        bare = ChainClient(node.url, devnet.DEV_KEY)
+        bare.deploy("no-suite")
+        none = CliRunner().invoke(app, ["chain", "orders", "--rpc", node.url, "--ledger", bare.ledger_address])
+        assert none.exit_code == 1 and "has no standing orders contract" in none.stderr
 
         bad = CliRunner().invoke(app, ["chain", "deploy", "--rpc", node.url, "--community", "x"])
         assert bad.exit_code == 1 and "--key FILE is needed" in bad.stderr
