@@ -154,7 +154,7 @@ class Relayer:
         (`quartier wallet sign-order`, or one whose row a crash lost after the relay) is
         added, one cancelled on chain is ended."""
         from community.app import tables as t
-        from community.settlement import schema
+        from community.settlement.run import members_by_account
 
         address = ledger_address(conn, member_id)
         if self.orders is None or address is None:
@@ -168,8 +168,7 @@ class Relayer:
             if row.chain_order not in on_chain:
                 conn.execute(o.update().where(o.c.id == row.id).values(active=False, ended_at=now))
         known = set(conn.execute(sa.select(o.c.chain_order).where(o.c.chain_order.is_not(None))).scalars())
-        linked = {to_checksum_address(r.address): r.member_id
-                  for r in conn.execute(sa.select(schema.settle_accounts))}
+        linked = members_by_account(conn)
         for oid, x in sorted(on_chain.items()):
             donor, beneficiary = linked.get(x.donor), linked.get(x.beneficiary)
             if oid in known or donor is None or beneficiary is None:

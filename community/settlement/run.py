@@ -103,6 +103,17 @@ def accounts_of(conn: Connection, members: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def members_by_account(conn: Connection) -> dict[str, str]:
+    """Member id per ledger account, the reverse of `accounts_of`: `settle_accounts`, and
+    member ids (of the registry's gateways) that are addresses themselves."""
+    members = {to_checksum_address(r.address): r.member_id
+               for r in conn.execute(sa.select(schema.settle_accounts))}
+    for (m,) in conn.execute(sa.select(gateways.c.member_id).distinct()):
+        if m.startswith("0x") and len(m) == 42:
+            members.setdefault(to_checksum_address(m), m)
+    return members
+
+
 def link_account(conn: Connection, member: str, address: str) -> None:
     address = to_checksum_address(address)
     t = schema.settle_accounts
@@ -128,11 +139,7 @@ def chain_orders(conn: Connection, client: Any) -> list[StandingOrder]:
     address = str(client.call("standingOrders"))
     if int(address, 16) == 0:
         return []
-    members = {to_checksum_address(r.address): r.member_id
-               for r in conn.execute(sa.select(schema.settle_accounts))}
-    for (m,) in conn.execute(sa.select(gateways.c.member_id).distinct()):
-        if m.startswith("0x") and len(m) == 42:  # a member id that is its own account
-            members.setdefault(to_checksum_address(m), m)
+    members = members_by_account(conn)
     out = []
     for o in StandingOrdersClient(client, address).active():
         donor, beneficiary = members.get(o.donor), members.get(o.beneficiary)
